@@ -1,0 +1,34 @@
+"""The reference study's CNN, layer for layer (Keras original, ported to PyTorch)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SeedCNN(nn.Module):
+    """Conv32-Conv32-Pool-Drop(.25)-Conv64-Conv64-Pool-Drop(.25)-Dense128(ReLU)-BN-Drop(.5).
+
+    The output of the last dropout is the embedding; the study's final Dense10 is the loss head.
+    With the softmax head the whole network has 468,074 parameters, as in the reference.
+    """
+
+    def __init__(self, embedding_dim: int = 128, in_channels: int = 1, image_size: int = 28) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+
+        def conv(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True))
+
+        self.features = nn.Sequential(
+            conv(in_channels, 32), conv(32, 32), nn.MaxPool2d(2), nn.Dropout(0.25),
+            conv(32, 64), conv(64, 64), nn.MaxPool2d(2), nn.Dropout(0.25),
+            nn.Flatten(),
+        )
+        flat = 64 * (image_size // 4) ** 2
+        self.embed = nn.Sequential(
+            nn.Linear(flat, embedding_dim), nn.ReLU(inplace=True), nn.BatchNorm1d(embedding_dim), nn.Dropout(0.5)
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.features(images))

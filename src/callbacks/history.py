@@ -1,0 +1,27 @@
+"""Keeps the per-epoch metric curve (for the run record and the report's accuracy curves)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+class EpochHistory(pl.Callback):
+    KEYS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_macro")
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for key in self.KEYS:
+            if key in trainer.callback_metrics:
+                row[key.replace("_epoch", "")] = float(trainer.callback_metrics[key])
+        self.epochs.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.epochs = list(state_dict.get("epochs", []))

@@ -1,0 +1,143 @@
+"""LightningDataModule for Fashion-MNIST and MNIST held entirely as tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+
+from src.data.batches import InMemoryBatches
+from src.data.sources import DATASETS, load_split
+
+
+class ImageClassificationData(pl.LightningDataModule):
+    """Train/validation split carved from the training file with its own seed; the test file is
+    read only for ``trainer.test``. Classes in ``held_out_classes`` are removed from training and
+    validation (open-set study); their test images are kept apart in ``open_set_test``."""
+
+    def __init__(
+        self,
+        name: str = "fashion_mnist",
+        root: str | None = "data",
+        download: bool = True,
+        verify: bool = True,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        normalize: bool = True,
+        hflip: bool = False,
+        crop_padding: int = 0,
+        held_out_classes: Sequence[int] = (),
+        seed: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        if name not in DATASETS:
+            raise ValueError(f"data.name={name!r} is unknown; valid: {', '.join(sorted(DATASETS))}")
+        self.name, self.root, self.download, self.verify = name, root, download, verify
+        self.val_size, self.split_seed = int(val_size), int(split_seed)
+        self.train_subset, self.test_subset = train_subset, test_subset
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.normalize, self.hflip, self.crop_padding = normalize, hflip, int(crop_padding)
+        self.held_out_classes = sorted(int(c) for c in held_out_classes)
+        self.seed, self.channels_last = int(seed), channels_last
+        all_names = DATASETS[name].class_names
+        self.known_classes = [c for c in range(len(all_names)) if c not in self.held_out_classes]
+        self.class_names = [all_names[c] for c in self.known_classes]
+        self.mean, self.std = 0.0, 1.0
+        self._train = self._val = self._test = None
+        self.open_set_test: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.known_classes)
+
+    def _device(self) -> torch.device:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.strategy.root_device.type != "cpu":
+            return trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def _keep_known(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drop held-out classes and renumber the rest 0..K-1 (identity when none are held out)."""
+        if not self.held_out_classes:
+            return images, labels
+        remap = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
+        remap[torch.tensor(self.known_classes)] = torch.arange(len(self.known_classes))
+        keep = remap[labels] >= 0
+        return images[keep], remap[labels[keep]]
+
+    def setup(self, stage: str | None = None) -> None:
+        device = self._device()
+        if stage in (None, "fit", "validate") and self._train is None:
+            images, labels = load_split(self.name, self.root, "train", download=self.download, verify=self.verify)
+            images, labels = self._keep_known(images, labels)
+            if not 0 < self.val_size < len(labels):
+                raise ValueError(
+                    f"data.val_size={self.val_size} is invalid: must be in [1, {len(labels) - 1}] "
+                    f"for {len(labels)} training images"
+                )
+            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+            val_idx, train_idx = order[: self.val_size], order[self.val_size :]
+            if self.train_subset:
+                train_idx = train_idx[: int(self.train_subset)]
+            train_images = images[train_idx]
+            if self.normalize:  # statistics of the training part only
+                scaled = train_images.float().div(255.0)
+                self.mean, self.std = scaled.mean().item(), scaled.std().item()
+            self._train = (train_images.to(device), labels[train_idx].to(device))
+            self._val = (images[val_idx].to(device), labels[val_idx].to(device))
+        if stage in (None, "test", "predict") and self._test is None:
+            images, labels = load_split(self.name, self.root, "test", download=self.download, verify=self.verify)
+            if self.held_out_classes:
+                held = torch.isin(labels, torch.tensor(self.held_out_classes))
+                self.open_set_test = (images[held], labels[held])
+            images, labels = self._keep_known(images, labels)
+            if self.test_subset:
+                images, labels = images[: int(self.test_subset)], labels[: int(self.test_subset)]
+            self._test = (images.to(device), labels.to(device))
+
+    def _batches(self, split: tuple[torch.Tensor, torch.Tensor], train: bool) -> InMemoryBatches:
+        return InMemoryBatches(
+            *split,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            seed=self.seed,
+            epoch_fn=(lambda: self.trainer.current_epoch) if train and self.trainer else None,
+            mean=self.mean,
+            std=self.std,
+            hflip=self.hflip and train,
+            crop_padding=self.crop_padding if train else 0,
+            drop_last=False,
+            channels_last=self.channels_last,
+        )
+
+    def train_dataloader(self) -> InMemoryBatches:
+        return self._batches(self._train, train=True)
+
+    def val_dataloader(self) -> InMemoryBatches:
+        return self._batches(self._val, train=False)
+
+    def test_dataloader(self) -> InMemoryBatches:
+        return self._batches(self._test, train=False)
+
+    def open_set_batches(self) -> InMemoryBatches | None:
+        """Held-out-class test images (labels are their original class ids), normalised like the rest."""
+        if self.open_set_test is None:
+            return None
+        images, labels = self.open_set_test
+        return self._batches((images.to(self._device()), labels.to(self._device())), train=False)
+
+    def state_dict(self) -> dict:
+        # The normalisation statistics travel with checkpoints so a resumed or reloaded model sees
+        # exactly the inputs it was trained on.
+        return {"mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.mean, self.std = float(state_dict["mean"]), float(state_dict["std"])
+
+

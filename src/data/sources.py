@@ -1,0 +1,513 @@
+"""Where the MNIST-family IDX files come from: a data folder, a system folder, or a download.
+
+Search order for a dataset ``name`` (``locate``):
+
+1. ``root``, ``root/<name>`` and ``root/<name-with-dashes>`` (``.gz`` or raw un-gzipped files);
+2. the dataset's system folders (``/usr/share/datasets/fashion-mnist/`` from Debian's
+   ``dataset-fashion-mnist`` package);
+3. if ``download`` is on, the upstream mirrors, into ``root/<name>``.
+
+The first folder that holds all four files wins. Every file is checked structurally (IDX
+header, dtype, dims, exact payload length) and, when ``verify`` is on, against its checksum.
+
+Checksum rule. Debian recompresses the upstream archives, so the gzip bytes differ while the
+content is identical. A file is therefore accepted when EITHER its gzip bytes have the upstream
+md5, OR its decompressed content has the known sha256. A file whose decompressed size equals the
+upstream file's size claims to be that file, so it must pass one of those checks when a
+decompressed sha256 is known (MNIST has none here: there a wrong gzip md5 only logs a warning,
+since a recompressed copy is legitimate). A file of any other size is not an upstream file (the
+tiny synthetic sets the tests build), so it is checked structurally only. Downloads always come
+from upstream, so a download must match a known checksum whenever one exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import math
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src.data.idx import GZIP_MAGIC, DatasetError, decode_idx, read_idx_bytes, write_idx
+
+__all__ = [
+    "DATASETS",
+    "DatasetError",
+    "DatasetSpec",
+    "FileSpec",
+    "SPLITS",
+    "download_file",
+    "get_spec",
+    "load_split",
+    "locate",
+    "make_synthetic_dataset",
+    "verify_file",
+]
+
+log = logging.getLogger(__name__)
+
+# split -> (images key, labels key)
+SPLITS: dict[str, tuple[str, str]] = {
+    "train": ("train_images", "train_labels"),
+    "test": ("test_images", "test_labels"),
+}
+FILENAMES: dict[str, str] = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+DOWNLOAD_TIMEOUT_S = 60.0
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One of a dataset's four files and what is known about the upstream copy."""
+
+    key: str  # train_images | train_labels | test_images | test_labels
+    filename: str  # the upstream (gzip) name; the raw name is the same without ".gz"
+    size: int | None = None  # decompressed size of the upstream file
+    sha256: str | None = None  # sha256 of the decompressed content
+    md5_gz: str | None = None  # md5 of the upstream gzip bytes
+
+    @property
+    def raw_name(self) -> str:
+        return self.filename.removesuffix(".gz")
+
+    @property
+    def has_checksum(self) -> bool:
+        return bool(self.sha256 or self.md5_gz)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    class_names: tuple[str, ...]
+    num_train: int
+    num_test: int
+    files: Mapping[str, FileSpec]
+    mirrors: tuple[str, ...] = ()
+    system_dirs: tuple[Path, ...] = ()
+    apt_package: str | None = None  # Debian/Ubuntu package that installs the files into system_dirs
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _files(
+    num_train: int, num_test: int, md5_gz: Mapping[str, str], sha256: Mapping[str, str] | None = None
+) -> dict[str, FileSpec]:
+    sha256 = sha256 or {}
+    counts = {"train": num_train, "test": num_test}
+    out = {}
+    for split, (ik, lk) in SPLITS.items():
+        n = counts[split]
+        # IDX header: 4 magic bytes + 4 bytes per dim (3 dims for images, 1 for labels).
+        sizes = {ik: 16 + n * 28 * 28, lk: 8 + n}
+        for key in (ik, lk):
+            out[key] = FileSpec(key, FILENAMES[key], sizes[key], sha256.get(key), md5_gz.get(key))
+    return out
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "fashion_mnist": DatasetSpec(
+        name="fashion_mnist",
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),  # fmt: skip
+        num_train=60000,
+        num_test=10000,
+        files=_files(
+            60000,
+            10000,
+            md5_gz={
+                "train_images": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "train_labels": "25c81989df183df01b3e8a0aad5dffbe",
+                "test_images": "bef4ecab320f06d8554ea6380940ec79",
+                "test_labels": "bb300cfdad3c16e7a12a480ee83cd310",
+            },
+            # Measured from Debian's dataset-fashion-mnist package (same content as upstream).
+            sha256={
+                "train_images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                "train_labels": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                "test_images": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                "test_labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            },
+        ),
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        system_dirs=(Path("/usr/share/datasets/fashion-mnist"),),
+        apt_package="dataset-fashion-mnist",
+        aliases=("fashion-mnist", "fashionmnist"),
+    ),
+    "mnist": DatasetSpec(
+        name="mnist",
+        class_names=tuple(str(i) for i in range(10)),
+        num_train=60000,
+        num_test=10000,
+        files=_files(
+            60000,
+            10000,
+            md5_gz={
+                "train_images": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "train_labels": "d53e105ee54ea40749a09fcbcd1e9432",
+                "test_images": "9fb629c4189551a2d022fa330f9573f3",
+                "test_labels": "ec29112dd5afa0611ce80d1b7f02629c",
+            },
+        ),
+        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",),
+    ),
+}
+
+
+def get_spec(name: str | DatasetSpec) -> DatasetSpec:
+    """Look a dataset up by name ("fashion_mnist", "fashion-mnist", "mnist"); specs pass through."""
+    if isinstance(name, DatasetSpec):
+        return name
+    key = name.strip().lower()
+    for spec in DATASETS.values():
+        if key in (spec.name, spec.name.replace("_", "-"), *spec.aliases):
+            return spec
+    raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Verification
+
+
+def _check_kind(arr: np.ndarray, key: str, label: str) -> None:
+    """Images must be uint8 (N, H, W) and labels uint8 (N,): catches swapped or foreign files."""
+    want_ndim = 3 if key.endswith("images") else 1
+    if arr.dtype != np.uint8 or arr.ndim != want_ndim:
+        raise DatasetError(
+            f"{label}: expected a uint8 IDX file with {want_ndim} dims for {key}, "
+            f"got {arr.dtype} with shape {tuple(arr.shape)}"
+        )
+
+
+def _verify_content(raw: bytes, data: bytes, fspec: FileSpec, verify: bool, label: str, strict: bool) -> None:
+    """Structure always; checksums when ``verify``. ``strict``: must match a known checksum (downloads)."""
+    _check_kind(decode_idx(data, label), fspec.key, label)
+    if not verify or not fspec.has_checksum:
+        return
+    md5 = hashlib.md5(raw).hexdigest() if fspec.md5_gz else None
+    if md5 is not None and md5 == fspec.md5_gz:
+        return  # byte-identical to the upstream archive
+    size_claims_upstream = fspec.size is not None and len(data) == fspec.size
+    if fspec.sha256 and (strict or size_claims_upstream):
+        got = hashlib.sha256(data).hexdigest()
+        if got != fspec.sha256:
+            raise DatasetError(
+                f"{label}: checksum mismatch for {fspec.key}: expected sha256 {fspec.sha256} "
+                f"(decompressed) got {got}; the file is corrupt or not the upstream file - "
+                f"delete it and re-download it (or reinstall the package that provided it)"
+            )
+        return
+    if strict:
+        raise DatasetError(
+            f"{label}: checksum mismatch for {fspec.key}: expected gzip md5 {fspec.md5_gz} got {md5}"
+        )
+    if size_claims_upstream and md5 is not None and raw[:2] == GZIP_MAGIC:
+        # No decompressed checksum known (MNIST): a recompressed copy is legitimate, so only warn.
+        log.warning("%s: gzip md5 %s differs from upstream %s; structure is valid", label, md5, fspec.md5_gz)
+
+
+# Files already verified in this process, keyed by identity and stat, so that load_split for
+# train then test does not hash 50 MB twice.
+_VERIFIED: set[tuple] = set()
+
+
+def verify_file(path: str | Path, fspec: FileSpec, verify: bool = True) -> None:
+    """Raise DatasetError unless ``path`` is a well-formed IDX file passing the checksum rule."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot stat file ({e.strerror or e})") from e
+    cache_key = (str(path.resolve()), st.st_size, st.st_mtime_ns, fspec, verify)
+    if cache_key in _VERIFIED:
+        return
+    raw, data = read_idx_bytes(path)
+    _verify_content(raw, data, fspec, verify, str(path), strict=False)
+    _VERIFIED.add(cache_key)
+
+
+# ----------------------------------------------------------------------------------------------
+# Locating
+
+
+def _candidate_dirs(spec: DatasetSpec, root: str | Path | None) -> list[Path]:
+    dirs: list[Path] = []
+    if root is not None:
+        root = Path(root).expanduser()
+        dirs += [root, root / spec.name, root / spec.name.replace("_", "-")]
+    dirs += list(spec.system_dirs)
+    seen: set[Path] = set()
+    out = []
+    for d in dirs:  # dedupe, keeping order (root may be the system folder itself)
+        if d not in seen:
+            seen.add(d)
+            out.append(d)
+    return out
+
+
+def _files_in(spec: DatasetSpec, folder: Path) -> dict[str, Path]:
+    found = {}
+    for key, fs in spec.files.items():
+        for fname in (fs.filename, fs.raw_name):  # prefer the gzip copy
+            p = folder / fname
+            if p.is_file():
+                found[key] = p
+                break
+    return found
+
+
+def _how_to_fix(spec: DatasetSpec, root: str | Path | None, download: bool) -> str:
+    names = ", ".join(fs.filename for fs in spec.files.values())
+    where = (
+        f"put the four files ({names}, gzip or raw) in {root}"
+        if root is not None
+        else (f"set the data folder and put the four files ({names}) there")
+    )
+    parts = []
+    if spec.apt_package:
+        sys_dir = spec.system_dirs[0] if spec.system_dirs else "the system folder"
+        parts.append(
+            f"on Debian/Ubuntu run `sudo apt-get install {spec.apt_package}` (installs into {sys_dir})"
+        )
+    parts.append(where)
+    if download:
+        parts.append("or retry the download on a machine that can reach the mirrors")
+    else:
+        parts.append("or enable download (download=True) on a machine with network access")
+    return "; ".join(parts)
+
+
+def locate(
+    name: str | DatasetSpec,
+    root: str | Path | None,
+    download: bool = True,
+    verify: bool = True,
+    mirrors: Sequence[str] | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> dict[str, Path]:
+    """Find (or download) the dataset's four files and return ``{key: path}``.
+
+    ``name`` is a registry name or a DatasetSpec (tests inject specs with their own checksums);
+    ``mirrors`` overrides the spec's base URLs. Raises DatasetError with a one-line message.
+    """
+    spec = get_spec(name)
+    dirs = _candidate_dirs(spec, root)
+    partial = []
+    for d in dirs:
+        found = _files_in(spec, d)
+        if len(found) == len(spec.files):
+            for key, p in found.items():
+                verify_file(p, spec.files[key], verify)
+            return found
+        if found:
+            missing = sorted(set(spec.files) - set(found))
+            partial.append(
+                f"{d} has only {len(found)} of {len(spec.files)} files (missing {', '.join(missing)})"
+            )
+
+    looked = ", ".join(str(d) for d in dirs) or "(no folder: no data root configured)"
+    detail = f" ({'; '.join(partial)})" if partial else ""
+    if not download:
+        reason = "download is disabled"
+    elif root is None:
+        reason = "no data root is configured to download into"
+    else:
+        target = Path(root).expanduser() / spec.name
+        try:
+            return _download_into(
+                spec, target, list(mirrors) if mirrors is not None else list(spec.mirrors), verify, timeout
+            )
+        except DatasetError as e:
+            reason = f"download failed: {e}"
+    raise DatasetError(
+        f"{spec.name} files not found; looked in: {looked}{detail}; {reason}. "
+        f"To fix: {_how_to_fix(spec, root, download)}"
+    )
+
+
+def _download_into(
+    spec: DatasetSpec, target: Path, mirrors: list[str], verify: bool, timeout: float
+) -> dict[str, Path]:
+    if not mirrors:
+        raise DatasetError(f"no download mirror known for {spec.name}")
+    out = {}
+    for key, fs in spec.files.items():
+        existing = _files_in(spec, target).get(key)
+        if existing is not None:  # kept from an earlier run; a bad one is reported, not overwritten
+            verify_file(existing, fs, verify)
+            out[key] = existing
+            continue
+        errors = []
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + fs.filename
+            try:
+                out[key] = download_file(url, target / fs.filename, fs, verify=verify, timeout=timeout)
+                break
+            except DatasetError as e:
+                errors.append(str(e))
+        else:
+            raise DatasetError(" | ".join(errors))
+    return out
+
+
+def download_file(
+    url: str, dest: str | Path, fspec: FileSpec, verify: bool = True, timeout: float = DOWNLOAD_TIMEOUT_S
+) -> Path:
+    """Download ``url`` to ``dest`` atomically, verified; DatasetError naming the URL on failure.
+
+    Streams into a uniquely named ``.part`` file beside ``dest``, fsyncs, verifies, then
+    ``os.replace``s it into place, so an interrupted or bad transfer never appears under ``dest``.
+    """
+    dest = Path(dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as e:
+        raise DatasetError(f"download of {url} failed: cannot write into {dest.parent} ({e})") from e
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                declared = resp.headers.get("Content-Length")
+                received = 0
+                while chunk := resp.read(_CHUNK):
+                    f.write(chunk)
+                    received += len(chunk)
+            # http.client returns b"" on an early close instead of raising, so compare ourselves.
+            if declared is not None and received != int(declared):
+                raise DatasetError(f"incomplete transfer: expected {declared} bytes got {received}")
+            f.flush()
+            os.fsync(f.fileno())
+        raw, data = read_idx_bytes(tmp)
+        _verify_content(raw, data, fspec, verify, fspec.filename, strict=True)
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except DatasetError as e:
+        raise DatasetError(f"download of {url} failed: {e}") from e
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+        raise DatasetError(f"download of {url} failed: {type(e).__name__}: {e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("downloaded %s -> %s", url, dest)
+    return dest
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform/filesystem, hence best effort.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_split(
+    name: str | DatasetSpec,
+    root: str | Path | None,
+    split: str,
+    download: bool = True,
+    verify: bool = True,
+    mirrors: Sequence[str] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``(images uint8 (N, H, W), labels int64 (N,))`` for ``split`` in {"train", "test"}."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    spec = get_spec(name)
+    paths = locate(spec, root, download=download, verify=verify, mirrors=mirrors)
+    ik, lk = SPLITS[split]
+    arrays = {}
+    for key in (ik, lk):
+        _, data = read_idx_bytes(paths[key])
+        arr = decode_idx(data, paths[key])
+        _check_kind(arr, key, str(paths[key]))
+        arrays[key] = arr
+    images, labels = arrays[ik], arrays[lk]
+    if len(images) != len(labels):
+        raise DatasetError(
+            f"{spec.name} {split}: {len(images)} images in {paths[ik]} "
+            f"but {len(labels)} labels in {paths[lk]}"
+        )
+    if len(labels) and int(labels.max()) >= spec.num_classes:
+        raise DatasetError(
+            f"{paths[lk]}: label {int(labels.max())} out of range for {spec.num_classes} classes"
+        )
+    return torch.from_numpy(images), torch.from_numpy(labels).long()
+
+
+# ----------------------------------------------------------------------------------------------
+# Synthetic data for tests
+
+
+def make_synthetic_dataset(
+    folder: str | Path,
+    n_train: int = 600,
+    n_test: int = 200,
+    num_classes: int = 10,
+    seed: int = 0,
+    image_size: int = 28,
+) -> dict[str, Path]:
+    """Write four gzip IDX files with a learnable class pattern into ``folder``; return ``{key: path}``.
+
+    Class c is a bright square in cell c of a ceil(sqrt(num_classes))-wide grid, jittered by a
+    pixel, over uniform noise: a tiny CNN (or even nearest-centroid) separates the classes in a
+    few steps. Sizes differ from upstream, so locate() checks these files structurally only.
+    """
+    if not 1 <= num_classes <= 256:
+        raise ValueError("num_classes must be in 1..256 (labels are uint8)")
+    grid = math.ceil(math.sqrt(num_classes))
+    cell = image_size // grid
+    if cell < 3:
+        raise ValueError(f"image_size {image_size} too small for {num_classes} classes")
+    side = max(1, cell - 2)  # leaves one pixel each side for the jitter
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = np.arange(n) % num_classes  # balanced
+        rng.shuffle(labels)
+        images = rng.integers(0, 80, size=(n, image_size, image_size), dtype=np.int16)
+        jitter = rng.integers(0, 3, size=(n, 2))
+        brightness = rng.integers(170, 256, size=n)
+        for i, (c, (dy, dx)) in enumerate(zip(labels, jitter, strict=True)):
+            y0 = (c // grid) * cell + dy
+            x0 = (c % grid) * cell + dx
+            images[i, y0 : y0 + side, x0 : x0 + side] = brightness[i]
+        ik, lk = SPLITS[split]
+        out[ik] = write_idx(folder / FILENAMES[ik], images.clip(0, 255).astype(np.uint8))
+        out[lk] = write_idx(folder / FILENAMES[lk], labels.astype(np.uint8))
+    return out

@@ -1,0 +1,150 @@
+"""The one interface every loss head implements.
+
+A loss head owns the last layer (the class weights) and the training loss built on it:
+
+* ``head(embeddings, labels)`` -> scalar training loss;
+* ``head.scores(embeddings)`` -> (N, C) label-free class scores; prediction is their argmax;
+* ``head.weight`` -> the (C, D) class weights, an ``nn.Parameter`` (trained and checkpointed);
+* ``head.training_logits(embeddings, labels)`` -> the (N, C) margin-modified logits that the
+  cross-entropy sees (used only by the leakage audit, never for prediction).
+
+Heads are built from ``conf/loss/*.yaml`` with
+``hydra.utils.instantiate(cfg, embedding_dim=D, num_classes=C)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class LossHead(nn.Module):
+    """Base class: class weights plus a training loss. Subclasses implement ``training_logits``
+    and ``scores``; heads whose loss is not a plain cross-entropy also override ``forward``."""
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__()
+        if int(embedding_dim) < 1:
+            raise ValueError(f"embedding_dim={embedding_dim} is invalid: must be an integer >= 1")
+        if int(num_classes) < 2:
+            raise ValueError(f"num_classes={num_classes} is invalid: must be an integer >= 2")
+        self.embedding_dim = int(embedding_dim)
+        self.num_classes = int(num_classes)
+        self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim))
+        nn.init.xavier_uniform_(self.weight)
+
+    def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = self.training_logits(embeddings, labels)
+        # float32 at least (float64 stays float64 so the loss can be gradchecked).
+        return nn.functional.cross_entropy(at_least_float32(logits), labels)
+
+    def predict(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Label-free prediction: the argmax of ``scores``."""
+        return self.scores(embeddings).argmax(dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Small shared helpers (numerics and parameter checks).
+# --------------------------------------------------------------------------------------------
+
+# Floor of the norm in ``unit``: it keeps a zero embedding's cosine at 0 and its gradient finite
+# (at most 1 / NORM_EPS) instead of 1e12 with F.normalize's default.
+NORM_EPS = 1e-6
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Promote half/bfloat16 to float32 but keep float64 (so gradcheck runs in float64)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def no_autocast(x: torch.Tensor) -> torch.autocast:
+    """Context that switches autocast off on ``x``'s device: margin math stays in float32."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise L2 normalisation with a finite gradient at the zero vector."""
+    return nn.functional.normalize(x, p=2.0, dim=1, eps=NORM_EPS)
+
+
+def cosine_matrix(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(N, C) cosines between embeddings and class weights, computed in (at least) float32 with
+    autocast off and clamped to [-1, 1] (rounding can leave |cos| slightly above 1)."""
+    with no_autocast(embeddings):
+        x = at_least_float32(embeddings)
+        w = weight.to(x.dtype)
+        return (unit(x) @ unit(w).t()).clamp(-1.0, 1.0)
+
+
+def replace_target(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Out-of-place: ``logits`` with each row's true-class entry replaced by ``target`` (N,)."""
+    return logits.scatter(1, labels.view(-1, 1), target.view(-1, 1).to(logits.dtype))
+
+
+def invalid(loss: str, key: str, value: object, rule: str) -> ValueError:
+    """The one-line error every parameter check raises: key, value, allowed range."""
+    return ValueError(f"loss.{key}={value} is invalid for {loss}: {rule}")
+
+
+def check_real(
+    loss: str,
+    key: str,
+    value: object,
+    *,
+    low: float | None = None,
+    low_open: bool = False,
+    high: float | None = None,
+) -> float:
+    """``value`` as a finite float in [low, high] (or (low, high] with ``low_open``)."""
+    rng = (
+        ("> " if low_open else ">= ") + f"{low:g}" if low is not None else "",
+        f"<= {high:g}" if high is not None else "",
+    )
+    rule = f"{key} must be a finite number " + " and ".join(r for r in rng if r)
+    if isinstance(value, bool):
+        raise invalid(loss, key, value, rule)
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise invalid(loss, key, value, rule) from None
+    if (
+        not math.isfinite(v)
+        or (low is not None and (v <= low if low_open else v < low))
+        or (high is not None and v > high)
+    ):
+        raise invalid(loss, key, value, rule)
+    return v
+
+
+def check_int(loss: str, key: str, value: object, *, low: int) -> int:
+    """``value`` as an int >= low; integral floats such as 2.0 are accepted, 2.5 is not."""
+    rule = f"{key} must be an integer >= {low}"
+    if isinstance(value, bool):
+        raise invalid(loss, key, value, rule)
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise invalid(loss, key, value, rule) from None
+    if not math.isfinite(v) or v != int(v) or int(v) < low:
+        raise invalid(loss, key, value, rule)
+    return int(v)
+
+
+def check_choice(loss: str, key: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise invalid(loss, key, value, f"{key} must be one of {', '.join(choices)}")
+    return str(value)
+
+
+def check_bool(loss: str, key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise invalid(loss, key, value, f"{key} must be true or false")
+    return value

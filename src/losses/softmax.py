@@ -1,0 +1,25 @@
+"""Plain softmax cross-entropy: the baseline last layer, logits = W x + b."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from src.losses.base import LossHead, at_least_float32, no_autocast
+
+
+class Softmax(LossHead):
+    """logits = W x + b; the scores are the same logits (no margin, no normalisation)."""
+
+    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+        super().__init__(embedding_dim, num_classes)
+        self.bias = nn.Parameter(torch.zeros(self.num_classes))
+
+    def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        # float32 with autocast off, like every head: the logits feed a cross-entropy.
+        with no_autocast(embeddings):
+            x = at_least_float32(embeddings)
+            return nn.functional.linear(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
+
+    def training_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.scores(embeddings)

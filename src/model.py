@@ -1,0 +1,110 @@
+"""One LightningModule for every (backbone, loss head) pair.
+
+Prediction is label-free everywhere: ``head.predict(backbone(images))``. Labels enter only the
+training loss and the metrics that compare predictions with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from src.losses.base import LossHead
+
+
+class MarginClassifier(pl.LightningModule):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: LossHead,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        class_names: list[str] | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        c = head.num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(c)]
+        if channels_last:
+            self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        # Kept out of the module tree (plain attribute) so checkpoints hold one copy of the weights.
+        object.__setattr__(self, "_compiled_backbone", torch.compile(self.backbone) if compile else None)
+        self.train_acc = MulticlassAccuracy(c, average="micro")
+        self.val_acc = MulticlassAccuracy(c, average="micro")
+        self.val_acc_macro = MulticlassAccuracy(c, average="macro")
+        self.val_confusion = MulticlassConfusionMatrix(c)
+        self.test_acc = MulticlassAccuracy(c, average="micro")
+        self.test_acc_macro = MulticlassAccuracy(c, average="macro")
+        self.test_confusion = MulticlassConfusionMatrix(c)
+        # Leakage audit: what the reference study's protocol (argmax of the margin logits built
+        # with the true label) would report. Logged under its own name, never used to select.
+        self.test_acc_leaky = MulticlassAccuracy(c, average="micro")
+        self.test_predictions: list[torch.Tensor] = []
+
+    # --- inference -------------------------------------------------------------------------
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return (self._compiled_backbone or self.backbone)(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Label-free class scores."""
+        return self.head.scores(self.embed(images))
+
+    def predict_step(self, batch: Any, batch_idx: int = 0) -> torch.Tensor:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.head.predict(self.embed(images))
+
+    # --- steps -----------------------------------------------------------------------------
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        embeddings = self.embed(images)
+        loss = self.head(embeddings, labels)
+        with torch.no_grad():
+            self.train_acc(self.head.predict(embeddings.detach()), labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        embeddings = self.embed(images)
+        preds = self.head.predict(embeddings)
+        self.log("val/loss", self.head(embeddings, labels), on_epoch=True, sync_dist=True)
+        self.val_acc(preds, labels)
+        self.val_acc_macro(preds, labels)
+        self.val_confusion.update(preds, labels)  # computed and reset by ConfusionMatrixLogger
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log("val/acc_macro", self.val_acc_macro, on_epoch=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        embeddings = self.embed(images)
+        preds = self.head.predict(embeddings)
+        self.test_predictions.append(preds.detach().cpu())
+        self.test_acc(preds, labels)
+        self.test_acc_macro(preds, labels)
+        self.test_confusion.update(preds, labels)
+        self.test_acc_leaky(self.head.training_logits(embeddings, labels).argmax(dim=1), labels)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+        self.log("test/acc_macro", self.test_acc_macro, on_epoch=True)
+        self.log("test/acc_leaky", self.test_acc_leaky, on_epoch=True)
+
+    # --- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
