@@ -57,7 +57,10 @@ def margin_loss(x, w, labels, target_fn, scale_fn) -> float:
 
 def softmax_loss(x, w, b, labels) -> float:
     return mean(
-        [cross_entropy([dot(xi, wj) + bj for wj, bj in zip(w, b, strict=True)], y) for xi, y in zip(x, labels, strict=True)]
+        [
+            cross_entropy([dot(xi, wj) + bj for wj, bj in zip(w, b, strict=True)], y)
+            for xi, y in zip(x, labels, strict=True)
+        ]
     )
 
 
@@ -94,13 +97,16 @@ def sphereface_loss(x, w, labels, m, lam, s=None) -> float:
     def scale(xi):
         return norm(xi) if s is None else s
 
-    return margin_loss(
-        x, w, labels, lambda c, t, xi: scale(xi) * (lam * c + psi(t, m)) / (1.0 + lam), scale
-    )
+    return margin_loss(x, w, labels, lambda c, t, xi: scale(xi) * (lam * c + psi(t, m)) / (1.0 + lam), scale)
 
 
 def center_loss(x, w, b, centers, labels, lam) -> float:
-    pull = mean([sum((u - v) ** 2 for u, v in zip(xi, centers[y], strict=True)) for xi, y in zip(x, labels, strict=True)])
+    pull = mean(
+        [
+            sum((u - v) ** 2 for u, v in zip(xi, centers[y], strict=True))
+            for xi, y in zip(x, labels, strict=True)
+        ]
+    )
     return softmax_loss(x, w, b, labels) + lam / 2.0 * pull
 
 

@@ -62,7 +62,9 @@ def test_finite_at_plus_minus_one_2d_and_zero_embedding(path: Path) -> None:
     with torch.no_grad():
         head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
     # cos t_y = +1, cos t_y = -1 (exactly, in float32), a zero embedding, and a generic one.
-    x = torch.tensor([[3.0, 0.0], [-2.0, 0.0], [0.0, 0.0], [0.5, -1.5], [0.0, 4.0], [0.0, -1.0]], requires_grad=True)
+    x = torch.tensor(
+        [[3.0, 0.0], [-2.0, 0.0], [0.0, 0.0], [0.5, -1.5], [0.0, 4.0], [0.0, -1.0]], requires_grad=True
+    )
     labels = torch.tensor([0, 0, 1, 2, 1, 1])
     loss = head(x, labels)
     loss.backward()

@@ -69,7 +69,12 @@ def test_combined_margin_is_phi(m1: float, m2: float) -> None:
 def test_helpers_are_finite_at_plus_minus_one_with_gradients() -> None:
     for dtype in (torch.float32, torch.float64):
         c = torch.tensor([1.0, -1.0, 0.0], dtype=dtype, requires_grad=True)
-        outs = [sphere_psi(c, 6), arc_margin_cos(c, 0.5), arc_margin_cos(c, 4.0), combined_margin_cos(c, 1.2, 0.3)]
+        outs = [
+            sphere_psi(c, 6),
+            arc_margin_cos(c, 0.5),
+            arc_margin_cos(c, 4.0),
+            combined_margin_cos(c, 1.2, 0.3),
+        ]
         for out in outs:
             assert torch.isfinite(out).all()
             (g,) = torch.autograd.grad(out.sum(), c)

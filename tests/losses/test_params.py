@@ -32,7 +32,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("cls", "key", "value", "rule"), BAD, ids=[f"{c.__name__}-{k}-{v}" for c, k, v, _ in BAD])
+@pytest.mark.parametrize(
+    ("cls", "key", "value", "rule"), BAD, ids=[f"{c.__name__}-{k}-{v}" for c, k, v, _ in BAD]
+)
 def test_bad_value_raises_one_line_error(cls, key, value, rule) -> None:
     with pytest.raises(ValueError) as info:
         cls(4, 3, **{key: value})
@@ -43,7 +45,9 @@ def test_bad_value_raises_one_line_error(cls, key, value, rule) -> None:
 
 
 def test_exact_message_for_sphereface_m() -> None:
-    with pytest.raises(ValueError, match=r"^loss\.m=2\.5 is invalid for sphereface: m must be an integer >= 1$"):
+    with pytest.raises(
+        ValueError, match=r"^loss\.m=2\.5 is invalid for sphereface: m must be an integer >= 1$"
+    ):
         SphereFace(4, 3, m=2.5)
 
 

@@ -40,7 +40,11 @@ Case = tuple[str, Callable[[], LossHead], Callable[[LossHead, list, list], float
 CASES: list[Case] = [
     ("softmax", lambda: Softmax(D, C), lambda h, x, y: softmax_loss(x, _w(h), h.bias.tolist(), y)),
     ("cosface", lambda: CosFace(D, C, m=0.35, s=30.0), lambda h, x, y: cosface_loss(x, _w(h), y, 0.35, 30.0)),
-    ("cosface_m0.7", lambda: CosFace(D, C, m=0.7, s=8.0), lambda h, x, y: cosface_loss(x, _w(h), y, 0.7, 8.0)),
+    (
+        "cosface_m0.7",
+        lambda: CosFace(D, C, m=0.7, s=8.0),
+        lambda h, x, y: cosface_loss(x, _w(h), y, 0.7, 8.0),
+    ),
 ]
 for _m in (0.1, 0.5, 1.0, 2.0, 4.0, 6.0):
     for _conv in ("monotone", "fallback"):
@@ -56,7 +60,9 @@ for _m in range(1, 7):
         (
             f"sphereface_m{_m}",
             lambda m=_m: SphereFace(D, C, m=m),
-            lambda h, x, y, m=_m: sphereface_loss(x, _w(h), y, m, sphereface_lambda(0, 1000.0, 0.12, 1.0, 5.0)),
+            lambda h, x, y, m=_m: sphereface_loss(
+                x, _w(h), y, m, sphereface_lambda(0, 1000.0, 0.12, 1.0, 5.0)
+            ),
         )
     )
 CASES += [
