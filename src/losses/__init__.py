@@ -1,0 +1,29 @@
+"""Loss heads: one class per file, one yaml per loss in conf/loss (see docs/losses.md)."""
+
+from src.losses.arcface import ArcFace
+from src.losses.base import LossHead
+from src.losses.center import CenterLoss
+from src.losses.combined import CombinedMargin
+from src.losses.contrastive import Contrastive
+from src.losses.cosface import CosFace
+from src.losses.modified_softmax import ModifiedSoftmax
+from src.losses.normface import NormFace
+from src.losses.softmax import Softmax
+from src.losses.sphereface import SphereFace
+from src.losses.sphereface_plus import SphereFacePlus
+from src.losses.triplet import Triplet
+
+__all__ = [
+    "ArcFace",
+    "CenterLoss",
+    "CombinedMargin",
+    "Contrastive",
+    "CosFace",
+    "LossHead",
+    "ModifiedSoftmax",
+    "NormFace",
+    "Softmax",
+    "SphereFace",
+    "SphereFacePlus",
+    "Triplet",
+]

@@ -102,10 +102,7 @@ def sphereface_loss(x, w, labels, m, lam, s=None) -> float:
 
 def center_loss(x, w, b, centers, labels, lam) -> float:
     pull = mean(
-        [
-            sum((u - v) ** 2 for u, v in zip(xi, centers[y], strict=True))
-            for xi, y in zip(x, labels, strict=True)
-        ]
+        [sum((u - v) ** 2 for u, v in zip(xi, centers[y], strict=True)) for xi, y in zip(x, labels, strict=True)]
     )
     return softmax_loss(x, w, b, labels) + lam / 2.0 * pull
 

@@ -44,7 +44,7 @@ def test_scores_and_predictions_ignore_labels(path: Path) -> None:
     labels = torch.randint(0, C, (32,))
     head.train()
     for _ in range(3):  # let stateful heads (lambda step, running centers) move first
-        head(x, labels).backward()
+        head(x, labels)
     head.eval()
     s1 = head.scores(x)
     assert s1.shape == (32, C)
@@ -62,9 +62,7 @@ def test_finite_at_plus_minus_one_2d_and_zero_embedding(path: Path) -> None:
     with torch.no_grad():
         head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
     # cos t_y = +1, cos t_y = -1 (exactly, in float32), a zero embedding, and a generic one.
-    x = torch.tensor(
-        [[3.0, 0.0], [-2.0, 0.0], [0.0, 0.0], [0.5, -1.5], [0.0, 4.0], [0.0, -1.0]], requires_grad=True
-    )
+    x = torch.tensor([[3.0, 0.0], [-2.0, 0.0], [0.0, 0.0], [0.5, -1.5], [0.0, 4.0], [0.0, -1.0]], requires_grad=True)
     labels = torch.tensor([0, 0, 1, 2, 1, 1])
     loss = head(x, labels)
     loss.backward()

@@ -7,8 +7,14 @@ import math
 import pytest
 
 from src.losses.arcface import ArcFace
+from src.losses.center import CenterLoss
+from src.losses.combined import CombinedMargin
+from src.losses.contrastive import Contrastive
 from src.losses.cosface import CosFace
+from src.losses.normface import NormFace
 from src.losses.sphereface import SphereFace
+from src.losses.sphereface_plus import SphereFacePlus
+from src.losses.triplet import Triplet
 
 BAD = [
     (SphereFace, "m", 2.5, "integer >= 1"),
@@ -29,12 +35,25 @@ BAD = [
     (ArcFace, "convention", "easy", "monotone, fallback"),
     (CosFace, "m", -0.35, ">= 0"),
     (CosFace, "s", 0, "> 0"),
+    (NormFace, "s", -1.0, "> 0"),
+    (CombinedMargin, "m1", 0.0, "> 0"),
+    (CombinedMargin, "m2", -0.3, ">= 0"),
+    (CombinedMargin, "m3", -0.2, ">= 0"),
+    (CombinedMargin, "s", "big", "> 0"),
+    (CenterLoss, "lambda_c", -0.003, ">= 0"),
+    (SphereFacePlus, "alpha", -1.0, ">= 0"),
+    (SphereFacePlus, "mhe_power", -1.0, ">= 0"),
+    (SphereFacePlus, "m", 1.5, "integer >= 1"),
+    (Contrastive, "m", -1.0, ">= 0"),
+    (Contrastive, "mining", "semihard", "all, hard"),
+    (Contrastive, "softmax_weight", -0.5, ">= 0"),
+    (Triplet, "mining", "random", "all, hard, semihard"),
+    (Triplet, "center_decay", 0.0, "> 0 and <= 1"),
+    (Triplet, "center_decay", 1.5, "> 0 and <= 1"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("cls", "key", "value", "rule"), BAD, ids=[f"{c.__name__}-{k}-{v}" for c, k, v, _ in BAD]
-)
+@pytest.mark.parametrize(("cls", "key", "value", "rule"), BAD, ids=[f"{c.__name__}-{k}-{v}" for c, k, v, _ in BAD])
 def test_bad_value_raises_one_line_error(cls, key, value, rule) -> None:
     with pytest.raises(ValueError) as info:
         cls(4, 3, **{key: value})
@@ -44,10 +63,15 @@ def test_bad_value_raises_one_line_error(cls, key, value, rule) -> None:
     assert rule in msg
 
 
+def test_error_names_the_loss() -> None:
+    with pytest.raises(ValueError, match="invalid for sphereface_plus: alpha"):
+        SphereFacePlus(4, 3, alpha=-1)
+    with pytest.raises(ValueError, match="invalid for triplet: mining must be one of all, hard, semihard"):
+        Triplet(4, 3, mining="x")
+
+
 def test_exact_message_for_sphereface_m() -> None:
-    with pytest.raises(
-        ValueError, match=r"^loss\.m=2\.5 is invalid for sphereface: m must be an integer >= 1$"
-    ):
+    with pytest.raises(ValueError, match=r"^loss\.m=2\.5 is invalid for sphereface: m must be an integer >= 1$"):
         SphereFace(4, 3, m=2.5)
 
 

@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from src.losses.arcface import ArcFace
+from src.losses.center import CenterLoss
+from src.losses.combined import CombinedMargin
 from src.losses.cosface import CosFace
+from src.losses.modified_softmax import ModifiedSoftmax
+from src.losses.normface import NormFace
 from src.losses.sphereface import SphereFace
+from src.losses.sphereface_plus import SphereFacePlus
 
 
 def _target_logit_over_angles(head, n: int = 1801) -> torch.Tensor:
@@ -59,14 +64,94 @@ def test_sphereface_m1_lambda0_is_modified_softmax() -> None:
     torch.testing.assert_close(head(x, labels), torch.nn.functional.cross_entropy(plain, labels))
 
 
-@pytest.mark.parametrize("cls", [ArcFace, CosFace])
-def test_zero_margin_is_normalized_softmax(cls) -> None:
+def _same_weights(a, b) -> None:
+    with torch.no_grad():
+        b.weight.copy_(a.weight)
+
+
+def test_sphereface_m1_lambda0_equals_the_modified_softmax_head() -> None:
     torch.manual_seed(0)
-    head = cls(6, 5, m=0.0, s=7.0).double()
+    sphere = SphereFace(6, 5, m=1, anneal=False, lambda_min=0.0).double()
+    plain = ModifiedSoftmax(6, 5).double()
+    _same_weights(sphere, plain)
+    x = torch.randn(9, 6, dtype=torch.float64) * 2
+    labels = torch.randint(0, 5, (9,))
+    torch.testing.assert_close(sphere(x, labels), plain(x, labels))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ArcFace(6, 5, m=0.0, s=7.0),
+        lambda: ArcFace(6, 5, m=0.0, s=7.0, convention="fallback"),
+        lambda: CosFace(6, 5, m=0.0, s=7.0),
+        lambda: CombinedMargin(6, 5, m1=1.0, m2=0.0, m3=0.0, s=7.0),
+    ],
+)
+def test_zero_margin_is_normalized_softmax(make) -> None:
+    torch.manual_seed(0)
+    head = make().double()
+    norm = NormFace(6, 5, s=7.0).double()
+    _same_weights(head, norm)
     x = torch.randn(9, 6, dtype=torch.float64)
     labels = torch.randint(0, 5, (9,))
-    cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(head.weight, dim=1).t()
-    torch.testing.assert_close(head.training_logits(x, labels), 7.0 * cos, atol=1e-6, rtol=0)
+    torch.testing.assert_close(head.training_logits(x, labels), norm.training_logits(x, labels), atol=1e-5, rtol=0)
+    torch.testing.assert_close(head(x, labels), norm(x, labels), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("combined", "other"),
+    [
+        (CombinedMargin(6, 5, m1=1.0, m2=0.5, m3=0.0, s=9.0), ArcFace(6, 5, m=0.5, s=9.0)),
+        (CombinedMargin(6, 5, m1=1.0, m2=3.0, m3=0.0, s=9.0), ArcFace(6, 5, m=3.0, s=9.0)),
+        (CombinedMargin(6, 5, m1=1.0, m2=0.0, m3=0.35, s=9.0), CosFace(6, 5, m=0.35, s=9.0)),
+        (
+            CombinedMargin(6, 5, m1=4.0, m2=0.0, m3=0.0, s=9.0),
+            SphereFace(6, 5, m=4, anneal=False, lambda_min=0.0, normalize_features=True, s=9.0),
+        ),
+    ],
+)
+def test_combined_margin_contains_the_others(combined, other) -> None:
+    torch.manual_seed(0)
+    combined, other = combined.double(), other.double()
+    _same_weights(other, combined)
+    x = torch.randn(9, 6, dtype=torch.float64)
+    labels = torch.randint(0, 5, (9,))
+    torch.testing.assert_close(combined.training_logits(x, labels), other.training_logits(x, labels), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("m1", "m2"), [(1.0, 0.3), (0.5, 0.0), (1.5, 2.0), (3.0, 4.0)])
+def test_combined_target_non_increasing(m1: float, m2: float) -> None:
+    v = _target_logit_over_angles(CombinedMargin(2, 3, m1=m1, m2=m2, m3=0.2))
+    assert (v[1:] - v[:-1] <= 1e-9).all()
+    assert v[0] > v[-1]
+
+
+def test_center_loss_centers_are_learned_and_saved() -> None:
+    head = CenterLoss(4, 3, lambda_c=1.0)
+    assert any(p is head.centers for p in head.parameters())
+    assert "centers" in head.state_dict()
+    x = torch.randn(6, 4)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    head(x, labels).backward()
+    # d/dc_k of (1/2) mean_i |x_i - c_yi|^2 = -(1/N) sum_{i: y_i = k} (x_i - c_k), c = 0 at init
+    want = torch.stack([-x[labels == k].sum(0) / 6 for k in range(3)])
+    torch.testing.assert_close(head.centers.grad, want)
+
+
+def test_sphereface_plus_energy_falls_when_weights_spread_and_step_counts_once() -> None:
+    head = SphereFacePlus(3, 4, alpha=1.0)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.8, 0.0, 0.2], [0.9, 0.1, 0.1]]))
+    bunched = head.hyperspherical_energy().item()
+    with torch.no_grad():  # regular tetrahedron: the minimum-energy configuration of 4 points
+        head.weight.copy_(torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]))
+    spread = head.hyperspherical_energy().item()
+    assert spread == pytest.approx(1 / (8 / 3) ** 0.5)
+    assert spread < bunched
+    head.train()
+    head(torch.randn(4, 3), torch.tensor([0, 1, 2, 3]))
+    assert int(head.step) == 1
 
 
 def _lam(step: int, base=1000.0, gamma=0.12, power=1.0, lam_min=5.0) -> float:

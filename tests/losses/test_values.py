@@ -8,17 +8,31 @@ import pytest
 import torch
 from loss_reference import (
     arcface_loss,
+    center_loss,
+    combined_loss,
+    contrastive_loss,
     cosface_loss,
+    mhe_energy,
+    modified_softmax_loss,
+    normface_loss,
     softmax_loss,
     sphereface_lambda,
     sphereface_loss,
+    triplet_loss,
 )
 
 from src.losses.arcface import ArcFace
 from src.losses.base import LossHead
+from src.losses.center import CenterLoss
+from src.losses.combined import CombinedMargin
+from src.losses.contrastive import Contrastive
 from src.losses.cosface import CosFace
+from src.losses.modified_softmax import ModifiedSoftmax
+from src.losses.normface import NormFace
 from src.losses.softmax import Softmax
 from src.losses.sphereface import SphereFace
+from src.losses.sphereface_plus import SphereFacePlus
+from src.losses.triplet import Triplet
 
 D, C, N = 5, 4, 7
 
@@ -60,9 +74,7 @@ for _m in range(1, 7):
         (
             f"sphereface_m{_m}",
             lambda m=_m: SphereFace(D, C, m=m),
-            lambda h, x, y, m=_m: sphereface_loss(
-                x, _w(h), y, m, sphereface_lambda(0, 1000.0, 0.12, 1.0, 5.0)
-            ),
+            lambda h, x, y, m=_m: sphereface_loss(x, _w(h), y, m, sphereface_lambda(0, 1000.0, 0.12, 1.0, 5.0)),
         )
     )
 CASES += [
@@ -77,6 +89,74 @@ CASES += [
         lambda h, x, y: sphereface_loss(x, _w(h), y, 4, 0.5, s=12.0),
     ),
 ]
+
+
+def _center_head() -> CenterLoss:
+    head = CenterLoss(D, C, lambda_c=0.3)
+    with torch.no_grad():
+        head.centers.normal_()
+        head.bias.normal_()
+    return head
+
+
+def _plus_ref(h: LossHead, x: list, y: list, alpha: float, power: float) -> float:
+    lam = sphereface_lambda(0, 1000.0, 0.12, 1.0, 5.0)
+    return sphereface_loss(x, _w(h), y, 4, lam) + alpha * mhe_energy(_w(h), power)
+
+
+def _metric_ref(h, x, y, fn, m, mining, sw) -> float:
+    ce = softmax_loss(x, _w(h), h.bias.tolist(), y) if sw else 0.0
+    return fn(x, y, m, mining) + sw * ce
+
+
+CASES += [
+    ("modified_softmax", lambda: ModifiedSoftmax(D, C), lambda h, x, y: modified_softmax_loss(x, _w(h), y)),
+    ("normface", lambda: NormFace(D, C, s=16.0), lambda h, x, y: normface_loss(x, _w(h), y, 16.0)),
+    (
+        "combined_default",
+        lambda: CombinedMargin(D, C),
+        lambda h, x, y: combined_loss(x, _w(h), y, 1.0, 0.3, 0.2, 30.0),
+    ),
+    (
+        "combined_big",
+        lambda: CombinedMargin(D, C, m1=2.5, m2=1.5, m3=0.1, s=5.0),
+        lambda h, x, y: combined_loss(x, _w(h), y, 2.5, 1.5, 0.1, 5.0),
+    ),
+    (
+        "center",
+        _center_head,
+        lambda h, x, y: center_loss(x, _w(h), h.bias.tolist(), h.centers.tolist(), y, 0.3),
+    ),
+    ("sphereface_plus", lambda: SphereFacePlus(D, C, alpha=0.7), lambda h, x, y: _plus_ref(h, x, y, 0.7, 1.0)),
+    (
+        "sphereface_plus_log",
+        lambda: SphereFacePlus(D, C, alpha=2.0, mhe_power=0.0),
+        lambda h, x, y: _plus_ref(h, x, y, 2.0, 0.0),
+    ),
+    (
+        "sphereface_plus_p2",
+        lambda: SphereFacePlus(D, C, alpha=0.5, mhe_power=2.0),
+        lambda h, x, y: _plus_ref(h, x, y, 0.5, 2.0),
+    ),
+]
+for _mining in ("all", "hard"):
+    for _sw in (0.0, 0.5):
+        CASES.append(
+            (
+                f"contrastive_{_mining}_sw{_sw}",
+                lambda mi=_mining, sw=_sw: Contrastive(D, C, m=1.2, mining=mi, softmax_weight=sw),
+                lambda h, x, y, mi=_mining, sw=_sw: _metric_ref(h, x, y, contrastive_loss, 1.2, mi, sw),
+            )
+        )
+for _mining in ("all", "hard", "semihard"):
+    for _sw in (0.0, 0.5):
+        CASES.append(
+            (
+                f"triplet_{_mining}_sw{_sw}",
+                lambda mi=_mining, sw=_sw: Triplet(D, C, m=0.6, mining=mi, softmax_weight=sw),
+                lambda h, x, y, mi=_mining, sw=_sw: _metric_ref(h, x, y, triplet_loss, 0.6, mi, sw),
+            )
+        )
 
 IDS = [c[0] for c in CASES]
 

@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny synthetic Fashion-MNIST-shaped dataset and Hydra config composition."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from src.data.sources import make_synthetic_dataset
+from src.utils.resolvers import register_resolvers
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+REPO = CONF_DIR.parent
+register_resolvers()
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic_fmnist")
+    make_synthetic_dataset(root, n_train=400, n_test=120, seed=0)
+    return root
+
+
+# Small and fast: ~300 training images, a few steps, no progress bar.
+TINY = [
+    "data.val_size=100",
+    "data.batch_size=32",
+    "data.eval_batch_size=64",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.num_sanity_val_steps=0",
+    "trainer.log_every_n_steps=2",
+    "trainer.accelerator=cpu",
+]
+
+
+def compose_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """Compose conf/train.yaml as ``python -m src.train`` would, with ``hydra:`` resolvers usable."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+            cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        hydra_cfg = cfg.pop("hydra")
+    OmegaConf.resolve(hydra_cfg.runtime)  # keep runtime.choices for the run record
+    return cfg
+
+
+@pytest.fixture
+def tiny_config(synthetic_root: Path, tmp_path: Path) -> Callable[..., DictConfig]:
+    def make(*overrides: str) -> DictConfig:
+        return compose_config([f"data.root={synthetic_root}", *TINY, *overrides], output_dir=tmp_path / "run")
+
+    return make

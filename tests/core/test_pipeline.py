@@ -1,0 +1,56 @@
+"""End-to-end tiny runs: every loss with two backbones trains, selects on validation and tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.pipeline import build, run
+from tests.conftest import CONF_DIR
+
+LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("backbone", ["seed_cnn", "small2d"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_trains_and_tests(tiny_config, tmp_path: Path, loss: str, backbone: str) -> None:
+    cfg = tiny_config(f"loss={loss}", f"backbone={backbone}", "trainer.max_epochs=1", "trainer.limit_train_batches=3")
+    metrics = run(cfg, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "finished"
+    assert 0.0 <= metrics["test_acc"] <= 1.0 and 0.0 <= metrics["val_acc_best"] <= 1.0
+    confusion = torch.tensor(record["test_confusion"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 120  # every test image counted once
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_default_run_learns_synthetic_data(tiny_config, tmp_path: Path) -> None:
+    metrics = run(tiny_config("trainer.max_epochs=3"), tmp_path / "run")
+    assert metrics["val_acc_best"] > 0.5 and metrics["test_acc"] > 0.5  # chance is 0.1
+    assert metrics["epochs"] == 3 and len(metrics["history"]) == 3
+
+
+def test_test_uses_best_validation_checkpoint(tiny_config, tmp_path: Path) -> None:
+    metrics = run(tiny_config("trainer.max_epochs=2"), tmp_path / "run")
+    best = Path(metrics["best_checkpoint"])
+    assert best.exists() and best.name.startswith("best-")
+    best_epoch = max(metrics["history"], key=lambda row: row["val/acc"])["epoch"]
+    assert f"epoch{best_epoch:03d}" in best.name
+
+
+def test_head_gets_backbone_embedding_size_by_interpolation(tiny_config) -> None:
+    cfg = tiny_config("backbone=small3d", "loss=arcface")
+    _, model = build(cfg)
+    assert model.head.weight.shape == (10, 3)
+    assert model.backbone(torch.zeros(2, 1, 28, 28)).shape == (2, 3)
+
+
+def test_run_record_marks_failure(tiny_config, tmp_path: Path) -> None:
+    cfg = tiny_config("optimizer.lr=-1.0")  # torch rejects a negative learning rate
+    with pytest.raises(ValueError):
+        run(cfg, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["status"] == "failed" and "learning rate" in record["reason"].lower()
