@@ -12,14 +12,11 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
 from src.model import MarginClassifier
 from src.records import RunRecord
 from src.utils.io import write_text_atomic
-
-
-class ConfigError(ValueError):
-    """A user mistake in the configuration: reported in one line, without a traceback."""
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -62,7 +59,7 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     record = RunRecord(
         output_dir, name=cfg.name, seed=int(cfg.seed), loss=_choice("loss"), backbone=_choice("backbone"),
         loss_params={k: v for k, v in OmegaConf.to_container(cfg.loss, resolve=True).items() if k != "_target_"},
-        data=str(cfg.data.name),
+        data=str(cfg.data.name), experiment=_choice("experiment"),
     )
     try:
         metrics = _fit_and_test(cfg, output_dir, record)
@@ -115,12 +112,17 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> dict[
         confusion = getattr(model, "last_test_confusion", None)
         if confusion is not None:
             metrics["test_confusion"] = confusion.tolist()
+        record.update(**metrics)  # kept even if the analyses below are killed
+        # Test-set geometry and (with held-out classes) the open-set check; never fails the run.
+        metrics.update(run_analyses(trainer, model, datamodule, cfg.get("analysis")))
 
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             final = {"hparams/val_acc_best": metrics["val_acc_best"]}
             if "test_acc" in metrics:
                 final["hparams/test_acc"] = metrics["test_acc"]
+            if isinstance(metrics.get("open_set", {}).get("roc_auc"), float):
+                final["hparams/open_set_roc_auc"] = metrics["open_set"]["roc_auc"]
             logger.log_hyperparams(flat_hparams(cfg), metrics=final)
             logger.finalize("success")
     record.finish("finished", **metrics)

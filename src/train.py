@@ -19,7 +19,8 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Runs one job and returns its best validation accuracy (the value a sweeper optimises)."""
-    from src.pipeline import ConfigError, run  # heavy imports after Hydra has parsed the command line
+    from src.errors import ConfigError
+    from src.pipeline import run  # heavy imports after Hydra has parsed the command line
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:

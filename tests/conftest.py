@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +18,8 @@ from src.utils.resolvers import register_resolvers
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 REPO = CONF_DIR.parent
 register_resolvers()
+# One thread per test process: on a shared 2-core machine two threads make tiny ops much slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

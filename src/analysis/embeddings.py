@@ -1,0 +1,131 @@
+"""Embeddings of a whole split, and the analyses ``src.pipeline.run`` performs after the test.
+
+``run_analyses`` embeds the test set with the tested (best-validation) weights and stores its
+angular geometry; with ``data.held_out_classes`` it also embeds the held-out classes' test
+images and runs the open-set verification check. Both go into the run record (metrics.json,
+keys ``geometry`` and ``open_set``) and TensorBoard (``geometry/*``, ``open_set/*`` scalars and
+the held-out embeddings in the projector). A failing analysis is recorded as ``{"error": ...}``
+and warned about; it never fails a run whose training and test succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from src.analysis.geometry import class_geometry
+from src.analysis.open_set import verification_metrics
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def embed_batches(
+    model: torch.nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device | str | None = None,
+    limit: int | None = None,
+    keep_images: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(embeddings, labels, images or None) on the CPU for at most ``limit`` images of ``batches``.
+
+    The model runs in eval mode on ``device`` (default: where it is) and is put back as found."""
+    params = next(model.parameters(), None)
+    home = params.device if params is not None else torch.device("cpu")
+    device = torch.device(device) if device is not None else home
+    was_training = model.training
+    model.to(device).eval()
+    embed = getattr(model, "embed", model)
+    out_emb, out_lab, out_img = [], [], []
+    seen = 0
+    try:
+        for images, labels in batches:
+            if limit is not None and seen >= limit:
+                break
+            take = len(labels) if limit is None else min(len(labels), limit - seen)
+            images, labels = images[:take], labels[:take]
+            out_emb.append(embed(images.to(device)).float().cpu())
+            out_lab.append(labels.cpu())
+            if keep_images:
+                out_img.append(images.cpu())
+            seen += take
+    finally:
+        model.to(home).train(was_training)
+    if not out_emb:
+        raise ValueError("no batches to embed")
+    images_out = torch.cat(out_img) if keep_images else None
+    return torch.cat(out_emb), torch.cat(out_lab), images_out
+
+
+def thumbnails(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """Normalised batch images back to [0, 1] (for the projector's sprite)."""
+    return (images.float() * std + mean).clamp(0.0, 1.0)
+
+
+def _scalars(results: Mapping[str, Any]) -> dict[str, float]:
+    tags: dict[str, float] = {}
+    geometry = results.get("geometry") or {}
+    for key in ("max_intra_deg", "min_inter_deg", "mean_to_center_deg"):
+        if isinstance(geometry.get(key), (int, float)):
+            tags[f"geometry/{key}"] = float(geometry[key])
+    if "criterion_holds" in geometry:
+        tags["geometry/criterion_holds"] = float(bool(geometry["criterion_holds"]))
+    open_set = results.get("open_set") or {}
+    for key, value in open_set.items():
+        if (key in ("roc_auc", "recall_at_1") or key.startswith("tar_far")) and isinstance(value, (int, float)):
+            tags[f"open_set/{key}"] = float(value)
+    return tags
+
+
+def run_analyses(trainer: Any, model: Any, datamodule: Any, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Geometry of the test embeddings and, when classes are held out, the open-set check."""
+    options = dict(options or {})
+    device = trainer.strategy.root_device
+    results: dict[str, Any] = {}
+    if options.get("geometry", True):
+        try:
+            emb, labels, _ = embed_batches(model, datamodule.test_dataloader(), device)
+            results["geometry"] = class_geometry(
+                emb, labels, model.class_names, max_per_class=options.get("max_per_class", 1000)
+            )
+        except Exception as err:  # an analysis never fails a finished run
+            log.warning("geometry analysis failed: %s: %s", type(err).__name__, err)
+            results["geometry"] = {"error": f"{type(err).__name__}: {err}"}
+    open_batches = datamodule.open_set_batches() if hasattr(datamodule, "open_set_batches") else None
+    if options.get("open_set", True) and open_batches is not None:
+        try:
+            from src.data.sources import DATASETS
+
+            all_names = list(DATASETS[datamodule.name].class_names)
+            emb, labels, images = embed_batches(model, open_batches, device, keep_images=True)
+            results["open_set"] = {
+                "held_out_classes": list(datamodule.held_out_classes),
+                **verification_metrics(emb, labels, max_samples=options.get("open_set_max_samples", 4000),
+                                       class_names=all_names),
+            }
+            _project_open_set(trainer, emb, labels, images, all_names, open_batches)
+        except Exception as err:
+            log.warning("open-set analysis failed: %s: %s", type(err).__name__, err)
+            results["open_set"] = {"error": f"{type(err).__name__}: {err}"}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            for tag, value in _scalars(results).items():
+                logger.experiment.add_scalar(tag, value, global_step=trainer.global_step)
+    return results
+
+
+def _project_open_set(trainer: Any, emb: torch.Tensor, labels: torch.Tensor, images: torch.Tensor,
+                      names: list[str], batches: Any, limit: int = 1000) -> None:
+    """The held-out classes' embeddings in TensorBoard's projector (tag ``open_set``)."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero:
+            n = min(limit, len(labels))
+            logger.experiment.add_embedding(
+                emb[:n], metadata=[names[int(c)] for c in labels[:n]],
+                label_img=thumbnails(images[:n], batches.mean, batches.std),
+                global_step=trainer.global_step, tag="open_set",
+            )

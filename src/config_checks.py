@@ -1,0 +1,460 @@
+"""Configuration checks that run before any data is read (issue #6).
+
+``check_config(cfg)`` raises ``src.errors.ConfigError`` with one line that names the key, the
+value and what is allowed. Value ranges that a component already enforces are not copied here:
+the loss head, the backbone, the optimiser and the LR schedule are built once on the CPU from the
+configuration (a few milliseconds) and their own ``ValueError`` / ``TypeError`` becomes the
+``ConfigError``. The Trainer's options, the data options and the top-level switches are checked
+from tables.
+
+``hydra_error_line(err)`` turns Hydra's multi-line composition errors (unknown config-group
+option, unknown key, override syntax) into one line for ``src.train``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from src.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+PRECISIONS = (
+    "32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16", "bf16-true", "16-true", "64-true", "64",
+    "transformer-engine", "transformer-engine-float16",
+)  # fmt: skip
+# Precisions that need a CUDA GPU (Lightning refuses 16-bit *mixed* precision on the CPU).
+CUDA_ONLY_PRECISIONS = ("16-mixed", "16", "transformer-engine", "transformer-engine-float16")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "deepspeed", "single_device")
+MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
+
+
+# ------------------------------------------------------------------------------------------
+# Small helpers
+# ------------------------------------------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def fail(key: str, value: Any, allowed: str) -> NoReturn:
+    raise ConfigError(f"{key}={_show(value)} is invalid: {allowed}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(key: str, value: Any, low: int | None = None, high: int | None = None, *, null: bool = False) -> None:
+    if value is None and null:
+        return
+    ok = _is_int(value) and (low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        parts = (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "")
+        bounds = " and ".join(b for b in parts if b)
+        fail(key, value, "must be " + ("null or " if null else "") + "an integer" + (f" {bounds}" if bounds else ""))
+
+
+def check_number(
+    key: str, value: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False,
+    high_open: bool = False, null: bool = False, what: str = "a finite number",
+) -> None:
+    if value is None and null:
+        return
+    ok = _is_number(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low:g}")
+        if high is not None:
+            bounds.append(f"{'<' if high_open else '<='} {high:g}")
+        fail(key, value, "must be " + ("null or " if null else "") + what + (" " + " and ".join(bounds) if bounds else ""))
+
+
+def check_bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        fail(key, value, "must be true or false")
+
+
+def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices or isinstance(value, bool):
+        fail(key, value, f"must be one of {', '.join(str(c) for c in choices)}")
+
+
+def _node(cfg: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    node = cfg.get(key)
+    if not isinstance(node, Mapping):
+        fail(key, node, "must be a config group (a mapping); check the defaults list in conf/train.yaml")
+    return node
+
+
+def _cause(err: BaseException) -> BaseException:
+    """The innermost error Hydra's ``instantiate`` wrapped (its own message names only the target)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _build(group: str, node: Mapping[str, Any], **kwargs: Any) -> Any:
+    """Instantiate a component from its config (no global RNG consumed); its error -> ConfigError."""
+    import torch
+    from hydra.utils import instantiate
+
+    target = node.get("_target_", "?")
+    try:
+        with torch.random.fork_rng(devices=[]):
+            return instantiate(OmegaConf.create(dict(node)), **kwargs)
+    except Exception as err:  # any rejection of the settings is reported in one line
+        cause = _cause(err)
+        message = _one_line(str(cause))
+        if message.startswith(f"{group}."):  # the loss heads already name key, value and range
+            raise ConfigError(message) from None
+        raise ConfigError(f"{group} ({target}) rejects its settings: {type(cause).__name__}: {message}") from None
+
+
+# ------------------------------------------------------------------------------------------
+# The checks
+# ------------------------------------------------------------------------------------------
+
+
+def resolve(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain containers with every interpolation resolved (errors name the key)."""
+    try:
+        out = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "config"
+        raise ConfigError(f"{key} cannot be resolved: {_one_line(getattr(err, 'msg', None) or err)}") from None
+    out.pop("hydra", None)
+    return out  # type: ignore[return-value]
+
+
+def check_top_level(c: Mapping[str, Any]) -> None:
+    check_int("seed", c.get("seed"), 0, MAX_SEED)
+    for key in ("test", "channels_last", "compile", "debug", "resume"):
+        if key in c:
+            check_bool(key, c[key])
+    check_choice("matmul_precision", c.get("matmul_precision"), MATMUL_PRECISIONS)
+    if "name" in c and (not isinstance(c["name"], str) or not c["name"].strip()):
+        fail("name", c["name"], "must be a non-empty string")
+    analysis = c.get("analysis")
+    if isinstance(analysis, Mapping):
+        for key, value in analysis.items():
+            if isinstance(value, bool) or key in ("geometry", "open_set"):
+                check_bool(f"analysis.{key}", value)
+            elif key.startswith("max") or key.endswith("max_samples"):
+                check_int(f"analysis.{key}", value, 1)
+
+
+def _device_kind(accelerator: str) -> str:
+    """cpu | cuda | mps: the device ``accelerator`` ends up on (``auto`` resolved like Lightning)."""
+    import torch
+
+    if accelerator in ("gpu", "cuda"):
+        return "cuda"
+    if accelerator == "mps":
+        return "mps"
+    if accelerator == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+    return "cpu"
+
+
+def _check_devices(value: Any, kind: str) -> None:
+    import torch
+
+    key = "trainer.devices"
+    allowed = "must be auto, -1 (all), an integer >= 1, or a list of device indices"
+    if value == "auto" or value == -1:
+        return
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() for p in parts):
+            fail(key, value, allowed)
+        value = int(parts[0]) if len(parts) == 1 and "," not in value else [int(p) for p in parts]
+    if _is_int(value):
+        if value < 1:
+            fail(key, value, allowed)
+        count = value
+        indices: list[int] = []
+    elif isinstance(value, (list, tuple)) and value and all(_is_int(v) and v >= 0 for v in value):
+        if len(set(value)) != len(value):
+            fail(key, value, "device indices must be unique")
+        count, indices = len(value), list(value)
+    else:
+        fail(key, value, allowed)
+    if kind == "cuda" and torch.cuda.is_available():
+        available = torch.cuda.device_count()
+        if count > available or any(i >= available for i in indices):
+            fail(key, value, f"this machine has {available} CUDA device(s)")
+
+
+def check_trainer(t: Mapping[str, Any]) -> None:
+    import torch
+
+    accelerator = t.get("accelerator", "auto")
+    check_choice("trainer.accelerator", accelerator, ACCELERATORS)
+    kind = _device_kind(accelerator)
+    if kind == "cuda" and not torch.cuda.is_available():
+        fail("trainer.accelerator", accelerator, "no CUDA GPU is available here; use trainer.accelerator=auto or cpu")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        fail("trainer.accelerator", accelerator, "Apple MPS is not available here; use trainer.accelerator=auto or cpu")
+    _check_devices(t.get("devices", "auto"), kind)
+    check_int("trainer.num_nodes", t.get("num_nodes", 1), 1)
+
+    precision = t.get("precision", "32-true")
+    precision = str(precision) if _is_int(precision) else precision
+    check_choice("trainer.precision", precision, PRECISIONS)
+    if kind != "cuda" and precision in CUDA_ONLY_PRECISIONS:
+        fail(
+            "trainer.precision", precision,
+            f"16-bit mixed precision needs a CUDA GPU and this run is on {kind}; use bf16-mixed or 32-true",
+        )
+
+    strategy = t.get("strategy", "auto")
+    if not isinstance(strategy, Mapping):
+        check_choice("trainer.strategy", strategy, STRATEGIES)
+
+    check_int("trainer.max_epochs", t.get("max_epochs"), 1)
+    check_int("trainer.min_epochs", t.get("min_epochs"), 0, t.get("max_epochs"), null=True)
+    if t.get("max_steps", -1) != -1:
+        check_int("trainer.max_steps", t.get("max_steps"), 1)
+    for split in ("train", "val", "test", "predict"):
+        key = f"limit_{split}_batches"
+        value = t.get(key)
+        if value is None:
+            continue
+        low = 1 if split == "train" else 0
+        if _is_int(value):
+            check_int(f"trainer.{key}", value, low)
+        else:
+            check_number(
+                f"trainer.{key}", value, 0.0, 1.0, low_open=split == "train", null=True,
+                what=f"an integer >= {low} (batches) or a fraction",
+            )
+    check_int("trainer.log_every_n_steps", t.get("log_every_n_steps", 50), 1)
+    check_int("trainer.num_sanity_val_steps", t.get("num_sanity_val_steps", 2), -1)
+    check_int("trainer.accumulate_grad_batches", t.get("accumulate_grad_batches", 1), 1)
+    check_int("trainer.check_val_every_n_epoch", t.get("check_val_every_n_epoch", 1), 1, null=True)
+    interval = t.get("val_check_interval")
+    if interval is not None:
+        if _is_int(interval):
+            check_int("trainer.val_check_interval", interval, 1)
+        else:
+            check_number("trainer.val_check_interval", interval, 0.0, 1.0, low_open=True)
+    check_number("trainer.gradient_clip_val", t.get("gradient_clip_val"), 0.0, null=True)
+    if t.get("gradient_clip_algorithm") is not None:
+        check_choice("trainer.gradient_clip_algorithm", t["gradient_clip_algorithm"], ("norm", "value"))
+    if t.get("deterministic") not in (None, True, False, "warn"):
+        fail("trainer.deterministic", t["deterministic"], "must be true, false or warn")
+    if t.get("benchmark") not in (None, True, False):
+        fail("trainer.benchmark", t["benchmark"], "must be true, false or null")
+    for key in ("enable_progress_bar", "enable_model_summary", "enable_checkpointing", "inference_mode"):
+        if key in t and t[key] is not None:
+            check_bool(f"trainer.{key}", t[key])
+
+
+def check_data(d: Mapping[str, Any]) -> int:
+    """Checks ``data``; returns the number of classes the model is trained on."""
+    from src.data.sources import DATASETS
+
+    name = d.get("name")
+    if name not in DATASETS:
+        fail("data.name", name, f"must be one of {', '.join(sorted(DATASETS))}")
+    spec = DATASETS[name]
+    check_int("data.batch_size", d.get("batch_size"), 1)
+    check_int("data.eval_batch_size", d.get("eval_batch_size", 1000), 1)
+    n_train, n_test, n_classes = spec.num_train, spec.num_test, spec.num_classes
+    if not _is_int(d.get("val_size")) or not 1 <= d["val_size"] < n_train:
+        fail(
+            "data.val_size", d.get("val_size"),
+            f"must be an integer in [1, {n_train - 1}] ({name} has {n_train} training images; "
+            "a smaller local file is checked when it is read)",
+        )
+    check_int("data.train_subset", d.get("train_subset"), 1, n_train - d["val_size"], null=True)
+    check_int("data.test_subset", d.get("test_subset"), 1, n_test, null=True)
+    check_int("data.split_seed", d.get("split_seed", 0), 0, MAX_SEED)
+    check_int("data.seed", d.get("seed", 0), 0, MAX_SEED)
+    check_int("data.crop_padding", d.get("crop_padding", 0), 0, 27)
+    for key in ("normalize", "hflip", "download", "verify", "channels_last"):
+        if key in d:
+            check_bool(f"data.{key}", d[key])
+    if d.get("root") is not None and not isinstance(d["root"], str):
+        fail("data.root", d["root"], "must be a folder path or null")
+
+    held = d.get("held_out_classes") or []
+    if not isinstance(held, (list, tuple)):
+        fail("data.held_out_classes", held, f"must be a list of class ids in [0, {n_classes - 1}]")
+    for c in held:
+        if not _is_int(c) or not 0 <= c < n_classes:
+            fail("data.held_out_classes", list(held), f"class ids must be integers in [0, {n_classes - 1}]")
+    if len(set(held)) != len(held):
+        fail("data.held_out_classes", list(held), "class ids must be unique")
+    if n_classes - len(held) < 2:
+        fail("data.held_out_classes", list(held), f"at least 2 of the {n_classes} classes must stay for training")
+    return n_classes - len(held)
+
+
+def check_model(c: Mapping[str, Any], num_classes: int) -> None:
+    """Backbone and loss head: built on the CPU once, so their own checks run before any data."""
+    import torch
+
+    backbone_cfg = _node(c, "backbone")
+    dim = backbone_cfg.get("embedding_dim")
+    check_int("backbone.embedding_dim", dim, 1)
+    for key in ("width", "blocks_per_stage"):
+        if key in backbone_cfg:
+            check_int(f"backbone.{key}", backbone_cfg[key], 1)
+    if "dropout" in backbone_cfg:
+        check_number("backbone.dropout", backbone_cfg["dropout"], 0.0, 1.0, high_open=True)
+    model_dim = (c.get("model") or {}).get("embedding_dim", dim)
+    if model_dim != dim:
+        fail("model.embedding_dim", model_dim, f"must equal backbone.embedding_dim={dim} (leave it interpolated)")
+
+    backbone = _build("backbone", backbone_cfg)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        out = backbone.eval()(torch.zeros(1, 1, 28, 28))
+    if tuple(out.shape) != (1, dim):
+        fail("backbone.embedding_dim", dim, f"the backbone outputs {tuple(out.shape[1:])}-shaped embeddings")
+
+    loss_cfg = _node(c, "loss")
+    _build("loss", loss_cfg, embedding_dim=dim, num_classes=num_classes)
+
+
+def check_optimisation(c: Mapping[str, Any]) -> None:
+    import torch
+
+    opt = _node(c, "optimizer")
+    check_number("optimizer.lr", opt.get("lr"), 0.0, low_open=True, what="a finite learning rate")
+    for key in ("weight_decay", "eps"):
+        if key in opt:
+            check_number(f"optimizer.{key}", opt[key], 0.0, low_open=key == "eps")
+    for key in ("momentum", "rho"):
+        if key in opt:
+            check_number(f"optimizer.{key}", opt[key], 0.0, 1.0)
+    factory = _build("optimizer", opt)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = _call("optimizer", opt, factory, params=[param])
+
+    sched = c.get("scheduler")
+    if sched is None:
+        return
+    if not isinstance(sched, Mapping):
+        fail("scheduler", sched, "must be a scheduler config or null")
+    _call("scheduler", sched, _build("scheduler", sched), optimizer=optimizer, total_steps=100)
+
+
+def _call(group: str, node: Mapping[str, Any], factory: Any, **kwargs: Any) -> Any:
+    if not callable(factory):
+        fail(f"{group}._partial_", node.get("_partial_"), f"the {group} config must be a partial (_partial_: true)")
+    try:
+        return factory(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{group} ({node.get('_target_')}) rejects its settings: {_one_line(str(err))}") from None
+
+
+def check_component_lists(c: Mapping[str, Any]) -> None:
+    for group in ("callbacks", "logger"):
+        node = c.get(group)
+        if node is None:
+            continue
+        if not isinstance(node, Mapping):
+            fail(group, node, "must be a mapping of name -> component config (or null to drop it)")
+        for name, entry in node.items():
+            if entry is not None and not (isinstance(entry, Mapping) and isinstance(entry.get("_target_"), str)):
+                fail(f"{group}.{name}", entry, "must be a component config with a _target_, or null")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` (one line: key, value, what is allowed) for the first mistake found."""
+    c = resolve(cfg)
+    check_top_level(c)
+    check_component_lists(c)
+    check_trainer(_node(c, "trainer"))
+    num_classes = check_data(_node(c, "data"))
+    check_model(c, num_classes)
+    check_optimisation(c)
+
+
+def check_and_record(cfg: DictConfig, output_dir: str | Path) -> None:
+    """``check_config``; on a mistake the run folder's record says ``failed`` and why, then it raises."""
+    try:
+        check_config(cfg)
+    except ConfigError as err:
+        from src.records import RunRecord
+
+        name = cfg.get("name") if isinstance(cfg.get("name", None), str) else None
+        RunRecord(output_dir, name=name).finish("failed", reason=f"ConfigError: {err}")
+        raise
+
+
+# ------------------------------------------------------------------------------------------
+# Hydra's own errors (composition happens before our code runs)
+# ------------------------------------------------------------------------------------------
+
+
+def group_options(group: str) -> list[str]:
+    """The option names of a config group: the yaml files in ``conf/<group>/``."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def hydra_error_line(err: BaseException) -> str:
+    """One line for an error Hydra raised while parsing overrides or composing the config."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
+        group, _, option = str(err.missing_cfg_file).rpartition("/")
+        options = list(err.options or ()) or group_options(group)
+        if group:
+            valid = ", ".join(options) if options else f"none (conf/{group}/ is empty)"
+            return f"{group}={option} is not an option of the '{group}' config group; valid: {valid}"
+    if isinstance(err, OverrideParseException):
+        return f"cannot parse the override {err.override!r}: {_one_line(err.message).split(' See https')[0]}"
+    cause = err.__cause__
+    key = getattr(cause, "key", None)
+    parent = getattr(cause, "parent_node", None)
+    if key is not None and parent is not None and "not in struct" in str(cause):
+        full_key = str(getattr(cause, "full_key", None) or key)
+        prefix = full_key.rpartition(".")[0]
+        matches = difflib.get_close_matches(str(key), [str(k) for k in parent])
+        close = [f"{prefix}.{k}" if prefix else k for k in matches]
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        return f"{full_key} is not a config key; {hint}(a new key is added with +{full_key}=...)"
+    lines = [
+        line.strip() for line in str(err).splitlines()
+        if line.strip() and not line.strip().startswith(("full_key:", "object_type=", "reference_type=", "See https"))
+    ]
+    if isinstance(cause, OmegaConfBaseException):
+        lines += [line.strip() for line in str(cause).splitlines()[:1] if line.strip()]
+    return " ".join(lines) or type(err).__name__
+
+
+def debug_requested(argv: list[str]) -> bool:
+    return any(a.strip().lower() in ("debug=true", "debug=1", "+debug=true") for a in argv) or bool(
+        os.environ.get("HYDRA_FULL_ERROR")
+    )
