@@ -87,7 +87,8 @@ def check_number(
             bounds.append(f"{'>' if low_open else '>='} {low:g}")
         if high is not None:
             bounds.append(f"{'<' if high_open else '<='} {high:g}")
-        fail(key, value, "must be " + ("null or " if null else "") + what + (" " + " and ".join(bounds) if bounds else ""))
+        allowed = ("null or " if null else "") + what + (" " + " and ".join(bounds) if bounds else "")
+        fail(key, value, f"must be {allowed}")
 
 
 def check_bool(key: str, value: Any) -> None:
@@ -458,3 +459,40 @@ def debug_requested(argv: list[str]) -> bool:
     return any(a.strip().lower() in ("debug=true", "debug=1", "+debug=true") for a in argv) or bool(
         os.environ.get("HYDRA_FULL_ERROR")
     )
+
+
+# The entry point sets HYDRA_FULL_ERROR so that Hydra raises its composition errors instead of
+# printing them over several lines; the job restores the variable (see ``job_started``).
+_MARK = "MARGINLOSS_SET_HYDRA_FULL_ERROR"
+_state = {"job_started": False}
+
+
+def job_started() -> None:
+    """First thing in the task function: from here on Hydra reports errors its usual way."""
+    _state["job_started"] = True
+    if os.environ.pop(_MARK, None):
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def cli(main: Any, argv: list[str] | None = None) -> None:
+    """Run a ``@hydra.main`` function; a mistake Hydra finds before the job starts (unknown option
+    of a config group, unknown key, bad override syntax) becomes one line on stderr and exit 2."""
+    import sys
+
+    from hydra.errors import HydraException
+
+    if debug_requested(list(sys.argv[1:] if argv is None else argv)):
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    os.environ[_MARK] = "1"
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as err:
+        if _state["job_started"]:
+            raise
+        print(f"error: {hydra_error_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if os.environ.pop(_MARK, None):
+            os.environ.pop("HYDRA_FULL_ERROR", None)

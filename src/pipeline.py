@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
+from src.config_checks import check_and_record
 from src.model import MarginClassifier
 from src.records import RunRecord
 from src.utils.io import write_text_atomic
@@ -55,6 +56,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, MarginClassifier]:
 def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     """Train, select the best validation checkpoint, test it once; returns the final metrics."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    check_and_record(cfg, output_dir)  # ConfigError (record: failed) before any data is read
     write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     record = RunRecord(
         output_dir, name=cfg.name, seed=int(cfg.seed), loss=_choice("loss"), backbone=_choice("backbone"),

@@ -19,12 +19,17 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Runs one job and returns its best validation accuracy (the value a sweeper optimises)."""
+    from src.config_checks import check_and_record, job_started
     from src.errors import ConfigError
-    from src.pipeline import run  # heavy imports after Hydra has parsed the command line
 
+    job_started()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        return run(cfg, Path(HydraConfig.get().runtime.output_dir))["val_acc_best"]
+        check_and_record(cfg, output_dir)  # a mistake is reported before the heavy imports and any data
+        from src.pipeline import run  # heavy imports after Hydra has parsed the command line
+
+        return run(cfg, output_dir)["val_acc_best"]
     except ConfigError as err:
         if cfg.get("debug"):
             raise
@@ -33,12 +38,20 @@ def main(cfg: DictConfig) -> float:
             return math.nan
         sys.exit(2)
     except Exception as err:
+        from src.callbacks.nonfinite import NonFiniteError
+        from src.checkpointing import CheckpointError
+
         # The run record already says "failed" and why; in a sweep the other jobs go on.
         if multirun and not cfg.get("debug"):
             print(f"error: job failed: {type(err).__name__}: {err}", file=sys.stderr)
             return math.nan
+        if isinstance(err, (NonFiniteError, CheckpointError)) and not cfg.get("debug"):
+            print(f"error: {err}", file=sys.stderr)  # diagnosed: one line, no traceback
+            sys.exit(1)
         raise
 
 
 if __name__ == "__main__":
-    main()
+    from src.config_checks import cli
+
+    cli(main)  # Hydra's own errors (unknown option or key, bad override) in one line, exit 2

@@ -35,7 +35,9 @@ def test_scalars_confusion_figures_and_hparams(tiny_config, tmp_path: Path) -> N
         assert tag in scalars, tag
     assert any(tag.startswith("lr-") for tag in scalars)
     assert {"val/confusion", "test/confusion"} <= images
-    val_figures = [img for acc in events if "val/confusion" in acc.Tags()["images"] for img in acc.Images("val/confusion")]
+    val_figures = [
+        img for acc in events if "val/confusion" in acc.Tags()["images"] for img in acc.Images("val/confusion")
+    ]
     assert len(val_figures) == 2  # one per epoch
 
     # HPARAMS tab: the resolved config with the run's real final metrics (not a -1 placeholder).
