@@ -10,7 +10,7 @@ DATASET ?= fashion_mnist
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test lint study report bench clean
+.PHONY: setup data train test lint study study-quick report bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,26 @@ data: setup
 
 train: data
 	$(PY) -m src.train $(ARGS)
+
+# The margin-loss study (docs/study.md): 7 (loss, m) configurations x seeds 0,1,2 in one Hydra
+# sweep under outputs/multiruns/. study-quick is the same grid shrunk for a 2-core CPU (a smoke
+# test, not results). Extra overrides go in ARGS, e.g. make study ARGS="seed=0,1,2,3,4".
+study: data
+	$(PY) -m src.train -m experiment=study $(ARGS)
+
+study-quick: data
+	$(PY) -m src.train -m experiment=study_quick $(ARGS)
+
+# The report over finished runs (never trains): make report RUNS="outputs/multiruns/<sweep> ..." REPORT_DIR=experiments/study
+RUNS ?= outputs/multiruns
+REPORT_DIR ?= outputs/reports/latest
+report: setup
+	$(PY) -m src.report $(RUNS) --out $(REPORT_DIR)
+
+# Framework (Lightning) vs a plain PyTorch loop on the same model and batches (experiments/bench/,
+# docs/performance.md). Needs the dataset (make data). E.g. make bench ARGS="--device cuda --batch-size 512"
+bench: data
+	$(PY) -m src.bench $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -5,25 +5,29 @@
 
 Both sides train the same model (same backbone and loss head, same initial weights, same
 optimiser and learning-rate schedule from ``conf/``) on the same in-memory batches
-(``InMemoryBatches`` over the training split), in one process:
+(``InMemoryBatches`` over the training split, first epoch's order), in one process:
 
 * **framework**: ``MarginClassifier`` fitted by the ``pl.Trainer`` built from ``conf/trainer``,
-  with the real callbacks (checkpointing, LR monitor, confusion figures, history) and the
-  TensorBoard logger, as in ``python -m src.train`` but with the progress bar and validation off;
-* **bare**: a hand-written loop (forward, loss, ``zero_grad``, ``backward``, ``step``, scheduler).
+  with the real callbacks (``conf/callbacks``) and loggers (``conf/logger``), as in
+  ``python -m src.train``, but with the progress bar, the model summary and validation off;
+* **bare**: a hand-written step: forward, loss, ``zero_grad``, ``backward``, ``step``, scheduler.
 
-Repeats alternate the order (framework first, then bare first, ...) so that a load change on a
-shared machine hits both sides alike; each repeat gives a paired ratio framework / bare and the
-report is the median over repeats. Throughput is measured in the steady state: from the end of
-the ``warmup``-th step to the end of the last one (data, forward, backward, optimiser, hooks and
-logging all inside the window); trainer start-up and teardown are reported apart. Inference
-compares ``trainer.predict`` (``MarginClassifier.predict_step``) with ``head.predict(backbone(x))``
-under ``torch.no_grad``.
+Method (made for a shared, noisy CPU). ``--mode interleaved`` (default): one ``trainer.fit`` per
+repeat, and after every framework step a callback runs one bare step; the framework's step time
+is the time from the end of one bare step to the end of the next framework step, so the two
+sides alternate step by step and see the same machine load. ``--mode alternating``: whole runs
+alternate (framework then bare, then bare then framework, ...). Either way the first
+``--warmup`` steps are not timed, each step's duration is kept, and a repeat's ratio is
+``median bare step time / median framework step time`` (framework throughput relative to the
+bare loop; medians shrug off the steps that another process preempted). The report gives the
+median over repeats, and the ratio of mean step times beside it. Inference compares
+``trainer.predict`` (``MarginClassifier.predict_step``) with ``head.predict(backbone(x))`` under
+``torch.no_grad`` the same way.
 
-``--ablate`` adds two framework variants that locate the overhead: ``framework-nolog`` (a
-training step with no ``self.log`` and no metric update) and ``framework-nocb`` (no callbacks,
-no logger). ``--profile`` adds a per-phase breakdown of one bare run (data, forward, backward,
-optimiser) and Lightning's ``SimpleProfiler`` report of one framework run.
+``--ablate`` adds two framework variants that locate any overhead: ``framework-nolog`` (a
+training step without ``self.log`` and without the accuracy update) and ``framework-nocb`` (no
+callbacks, no logger). ``--profile`` adds a per-phase breakdown of the bare step (data, forward,
+backward, optimiser) and the per-step Lightning actions timed by ``SimpleProfiler``.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +62,6 @@ from src.pipeline import build
 from src.utils.resolvers import register_resolvers
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-TRAIN_VARIANTS = ("framework", "bare")
 ABLATIONS = ("framework-nolog", "framework-nocb")
 
 
@@ -68,7 +72,7 @@ ABLATIONS = ("framework-nolog", "framework-nocb")
 
 def compose_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
     """``conf/train.yaml`` composed as ``python -m src.train`` would, with ``hydra:`` resolvers
-    pointing at ``output_dir`` (where checkpoints and TensorBoard files of the runs go)."""
+    pointing at ``output_dir`` (where the runs' checkpoints and TensorBoard files go)."""
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -93,10 +97,10 @@ def resolve_device(device: str) -> str:
 
 
 def autocast_for(precision: str, device: str) -> tuple[Callable[[], AbstractContextManager], bool]:
-    """What Lightning's precision plugin does around the forward pass, for the bare loop:
+    """What Lightning's precision plugin puts around the forward pass, for the bare loop:
     (context factory, whether a GradScaler is needed)."""
     p = str(precision)
-    if p in ("32-true", "32", "64-true", "64"):
+    if p in ("32-true", "32"):
         return nullcontext, False
     if p == "bf16-mixed":
         return (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)), False
@@ -104,12 +108,97 @@ def autocast_for(precision: str, device: str) -> tuple[Callable[[], AbstractCont
         if device != "cuda":
             raise SystemExit("error: precision 16-mixed needs CUDA; on CPU use bf16-mixed or 32-true")
         return (lambda: torch.autocast(device_type=device, dtype=torch.float16)), True
-    raise SystemExit(f"error: the bare loop supports precision 32-true, bf16-mixed, 16-mixed, not {p!r}")
+    raise SystemExit(f"error: the bare loop supports precision 32-true, bf16-mixed and 16-mixed, not {p!r}")
 
 
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's per-Trainer banners and the warnings a short, validation-free fit is
+    expected to raise: a benchmark builds many trainers."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in (".*smaller than the logging interval.*", ".*could not find the monitored key.*",
+                    ".*exists and is not empty.*", ".*LeafSpec.*is deprecated.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
+# --------------------------------------------------------------------------------------------
+# The bare side
+# --------------------------------------------------------------------------------------------
+
+
+class BareTrainer:
+    """The plain PyTorch training step on copies of ``model``'s backbone and head."""
+
+    def __init__(self, model: MarginClassifier, cfg: DictConfig, batches: Iterator, total_steps: int,
+                 autocast: Callable[[], AbstractContextManager], scaler: bool, device: str) -> None:
+        self.backbone, self.head = copy.deepcopy(model.backbone), copy.deepcopy(model.head)
+        self.embed = torch.compile(self.backbone) if cfg.compile else self.backbone
+        params = list(self.backbone.parameters()) + list(self.head.parameters())
+        self.optimizer = instantiate(cfg.optimizer)(params=params)
+        factory = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+        self.scheduler = factory(optimizer=self.optimizer, total_steps=total_steps) if factory else None
+        self.scaler = torch.amp.GradScaler(device) if scaler else None
+        self.autocast, self.device, self.batches = autocast, device, batches
+        self.backbone.train()
+        self.head.train()
+
+    def step(self, phases: dict[str, float] | None = None) -> tuple[float, int]:
+        """One training step; returns (seconds, images). With ``phases``, adds each phase's time
+        to it (syncing the device between phases)."""
+        start = mark = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal mark
+            if phases is not None:
+                sync(self.device)
+                now = time.perf_counter()
+                phases[name] = phases.get(name, 0.0) + now - mark
+                mark = now
+
+        images, labels = next(self.batches)
+        lap("data")
+        with self.autocast():
+            loss = self.head(self.embed(images), labels)
+        lap("forward+loss")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            lap("backward")
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            lap("backward")
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        lap("optimiser")
+        sync(self.device)
+        return time.perf_counter() - start, int(labels.shape[0])
+
+
+class BarePredictor:
+    """The plain inference step: ``head.predict(backbone(x))`` under ``torch.no_grad``."""
+
+    def __init__(self, model: MarginClassifier, cfg: DictConfig, batches: Iterator,
+                 autocast: Callable[[], AbstractContextManager], device: str) -> None:
+        self.backbone, self.head = copy.deepcopy(model.backbone).eval(), copy.deepcopy(model.head).eval()
+        self.embed = torch.compile(self.backbone) if cfg.compile else self.backbone
+        self.autocast, self.device, self.batches = autocast, device, batches
+        self.outputs: list[torch.Tensor] = []  # kept, as trainer.predict keeps its predictions
+
+    def step(self, phases: dict[str, float] | None = None) -> tuple[float, int]:
+        start = time.perf_counter()
+        images, labels = next(self.batches)
+        with torch.no_grad(), self.autocast():
+            self.outputs.append(self.head.predict(self.embed(images)))
+        sync(self.device)
+        return time.perf_counter() - start, int(labels.shape[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,37 +207,48 @@ def sync(device: str) -> None:
 
 
 @dataclass
-class Timing:
-    variant: str
-    images: int = 0  # images inside the steady-state window
-    seconds: float = 0.0  # steady-state window
-    wall: float = 0.0  # everything, start-up and teardown included
+class Steps:
+    """Per-step durations of one side in one repeat (steady state only)."""
+
+    seconds: list[float] = field(default_factory=list)
+    images: list[int] = field(default_factory=list)
+
+    def add(self, seconds: float, images: int) -> None:
+        self.seconds.append(seconds)
+        self.images.append(images)
 
     @property
-    def ips(self) -> float:
-        return self.images / self.seconds if self.seconds > 0 else float("nan")
+    def median_ips(self) -> float:
+        return statistics.median(self.images) / statistics.median(self.seconds)
+
+    @property
+    def mean_ips(self) -> float:
+        return sum(self.images) / sum(self.seconds)
 
 
 class StepClock(pl.Callback):
-    """Clocks the steady state of a Lightning loop: from the end of batch ``warmup - 1`` to the
-    end of the last batch (train or predict)."""
+    """Times each framework step after ``warmup`` and, in interleaved mode, runs one step of
+    ``partner`` (the bare loop) after each; the partner's time is excluded from the framework's."""
 
-    def __init__(self, warmup: int, device: str) -> None:
-        self.warmup, self.device = warmup, device
-        self.t0: float | None = None
-        self.t1: float | None = None
-        self.images = 0
+    def __init__(self, warmup: int, device: str, partner: BareTrainer | BarePredictor | None = None) -> None:
+        self.warmup, self.device, self.partner = warmup, device, partner
+        self.framework, self.bare = Steps(), Steps()
+        self._last: float | None = None
 
     def _tick(self, batch: Any, batch_idx: int) -> None:
-        if batch_idx + 1 < self.warmup:
-            return
         sync(self.device)
         now = time.perf_counter()
-        if self.t0 is None:
-            self.t0 = now
-        else:
-            self.t1 = now
-            self.images += int(batch[1].shape[0])
+        if batch_idx >= self.warmup and self._last is not None:
+            self.framework.add(now - self._last, int(batch[1].shape[0]))
+        if self.partner is not None:
+            seconds, images = self.partner.step()
+            if batch_idx >= self.warmup:
+                self.bare.add(seconds, images)
+        self._last = time.perf_counter()
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self._last is None:  # first step: start the clock (no bare step before it)
+            self._last = time.perf_counter()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
         self._tick(batch, idx)
@@ -157,11 +257,6 @@ class StepClock(pl.Callback):
         self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int, dataloader_idx: int = 0
     ) -> None:
         self._tick(batch, idx)
-
-    def timing(self, variant: str, wall: float) -> Timing:
-        if self.t0 is None or self.t1 is None:
-            raise RuntimeError("the steady-state window is empty: use --steps >= 1 and enough data")
-        return Timing(variant, self.images, self.t1 - self.t0, wall)
 
 
 class _NoLogClassifier(MarginClassifier):
@@ -173,33 +268,27 @@ class _NoLogClassifier(MarginClassifier):
 
 
 # --------------------------------------------------------------------------------------------
-# The two sides
+# The benchmark
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
 class Bench:
-    cfg: DictConfig
-    device: str
-    steps: int
-    warmup: int
-    predict_steps: int
-    predict_warmup: int
-    workdir: Path | None = None
-    datamodule: Any = None
-    phases: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        dm, _ = build(self.cfg)
+    def __init__(self, cfg: DictConfig, device: str, steps: int, warmup: int, predict_steps: int,
+                 predict_warmup: int, workdir: Path) -> None:
+        self.cfg, self.device, self.workdir = cfg, device, workdir
+        self.steps, self.warmup = steps, warmup
+        self.predict_steps, self.predict_warmup = predict_steps, predict_warmup
+        dm, _ = build(cfg)
         dm.setup("fit")
-        if self.device != "cpu":  # what setup() does when a trainer on that device is attached
-            dm._train = tuple(t.to(self.device) for t in dm._train)
-            dm._val = tuple(t.to(self.device) for t in dm._val)
+        if device != "cpu":  # what setup() does when a trainer on that device is attached
+            dm._train = tuple(t.to(device) for t in dm._train)
+            dm._val = tuple(t.to(device) for t in dm._val)
         self.datamodule = dm
-        self.autocast, self.needs_scaler = autocast_for(self.cfg.trainer.precision, self.device)
-        needed = self.steps + self.warmup
-        if len(self.train_batches()) < needed:
-            raise SystemExit(f"error: the training split has fewer than {needed} batches; lower --steps")
+        self.autocast, self.needs_scaler = autocast_for(cfg.trainer.precision, device)
+        if len(self.train_batches()) < steps + warmup:
+            raise SystemExit(f"error: the training split has fewer than {steps + warmup} batches; lower --steps")
+        if len(self.predict_batches()) < predict_steps + predict_warmup:
+            raise SystemExit("error: the training split has too few eval batches; lower --predict-steps")
 
     # data ----------------------------------------------------------------------------------
     def train_batches(self) -> InMemoryBatches:
@@ -217,20 +306,29 @@ class Bench:
             channels_last=dm.channels_last,
         )
 
+    # models and trainers -------------------------------------------------------------------
     def fresh_model(self, cls: type[MarginClassifier] = MarginClassifier) -> MarginClassifier:
         pl.seed_everything(int(self.cfg.seed), verbose=False)
         _, model = build(self.cfg)
-        model.__class__ = cls  # same constructor arguments; only the training step differs
+        model.__class__ = cls  # same constructor and weights; only the training step may differ
         return model.to(self.device)
+
+    def bare_trainer(self) -> BareTrainer:
+        return BareTrainer(self.fresh_model(), self.cfg, iter(self.train_batches()), self.steps + self.warmup,
+                           self.autocast, self.needs_scaler, self.device)
+
+    def bare_predictor(self) -> BarePredictor:
+        return BarePredictor(self.fresh_model(), self.cfg, iter(self.predict_batches()), self.autocast, self.device)
 
     def trainer(self, callbacks: list[pl.Callback], logger: Any, **overrides: Any) -> pl.Trainer:
         accelerator = "gpu" if self.device == "cuda" else "cpu"
-        return instantiate(self.cfg.trainer, accelerator=accelerator, callbacks=callbacks, logger=logger, **overrides)
+        return instantiate(
+            self.cfg.trainer, accelerator=accelerator, callbacks=callbacks, logger=logger,
+            enable_progress_bar=False, enable_model_summary=False, **overrides,
+        )
 
-    # training ------------------------------------------------------------------------------
-    def train_framework(self, variant: str = "framework") -> Timing:
+    def fit(self, variant: str, clock: pl.Callback, profiler: Any = None) -> None:
         model = self.fresh_model(_NoLogClassifier if variant == "framework-nolog" else MarginClassifier)
-        clock = StepClock(self.warmup, self.device)
         if variant == "framework-nocb":
             callbacks, logger = [clock], False
         else:
@@ -238,146 +336,171 @@ class Bench:
             logger = [instantiate(c) for c in self.cfg.logger.values() if c is not None]
         trainer = self.trainer(
             callbacks, logger, max_epochs=1, limit_train_batches=self.steps + self.warmup, limit_val_batches=0,
-            num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False,
+            num_sanity_val_steps=0, profiler=profiler,
         )
-        start = time.perf_counter()
         trainer.fit(model, datamodule=self.datamodule)
-        sync(self.device)
-        return clock.timing(variant, time.perf_counter() - start)
 
-    def train_bare(self, phases: dict[str, float] | None = None) -> Timing:
-        """Same model, optimiser, schedule and batches; ``phases`` (if given) collects the time
-        spent in each phase of the steady-state steps (adds a device sync between phases)."""
-        start = time.perf_counter()
-        reference = self.fresh_model()
-        backbone, head = copy.deepcopy(reference.backbone), copy.deepcopy(reference.head)
-        embed = torch.compile(backbone) if self.cfg.compile else backbone
-        params = list(backbone.parameters()) + list(head.parameters())
-        optimizer = instantiate(self.cfg.optimizer)(params=params)
-        total = self.steps + self.warmup
-        factory = instantiate(self.cfg.scheduler) if self.cfg.get("scheduler") else None
-        scheduler = factory(optimizer=optimizer, total_steps=total) if factory else None
-        scaler = torch.amp.GradScaler(self.device) if self.needs_scaler else None
-        backbone.train()
-        head.train()
-        t0 = t1 = 0.0
-        images = 0
-        mark = time.perf_counter()
+    # one repeat ----------------------------------------------------------------------------
+    def train_repeat(self, variant: str, mode: str, bare_first: bool) -> tuple[Steps, Steps]:
+        """(framework steps, bare steps) of one repeat."""
+        if mode == "interleaved":
+            clock = StepClock(self.warmup, self.device, self.bare_trainer())
+            self.fit(variant, clock)
+            return clock.framework, clock.bare
+        bare = Steps()
 
-        def lap(name: str) -> None:
-            nonlocal mark
-            if phases is None:
-                return
-            sync(self.device)
-            now = time.perf_counter()
-            if step >= self.warmup:
-                phases[name] = phases.get(name, 0.0) + now - mark
-            mark = now
+        def run_bare() -> None:
+            loop = self.bare_trainer()
+            for i in range(self.steps + self.warmup):
+                seconds, images = loop.step()
+                if i >= self.warmup:
+                    bare.add(seconds, images)
 
-        batches = iter(self.train_batches())
-        for step in range(total):
-            lap("other")
-            images_b, labels = next(batches)
-            lap("data")
-            with self.autocast():
-                loss = head(embed(images_b), labels)
-            lap("forward+loss")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                lap("backward")
-                scaler.step(optimizer)
-                scaler.update()
+        clock = StepClock(self.warmup, self.device)
+        for side in ("bare", "fw") if bare_first else ("fw", "bare"):
+            if side == "bare":
+                run_bare()
             else:
-                loss.backward()
-                lap("backward")
-                optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            lap("optimiser")
-            if step + 1 >= self.warmup:
-                sync(self.device)
-                now = time.perf_counter()
-                if step + 1 == self.warmup:
-                    t0 = now
-                else:
-                    t1, images = now, images + int(labels.shape[0])
-        sync(self.device)
-        return Timing("bare", images, t1 - t0, time.perf_counter() - start)
+                self.fit(variant, clock)
+        return clock.framework, bare
 
-    # inference -----------------------------------------------------------------------------
-    def predict_framework(self) -> Timing:
-        model = self.fresh_model()
-        clock = StepClock(self.predict_warmup, self.device)
-        trainer = self.trainer(
-            [clock], False, limit_predict_batches=self.predict_steps + self.predict_warmup,
-            enable_progress_bar=False, enable_model_summary=False,
-        )
-        start = time.perf_counter()
-        trainer.predict(model, dataloaders=self.predict_batches(), return_predictions=True)
-        sync(self.device)
-        return clock.timing("framework", time.perf_counter() - start)
+    def predict_repeat(self, mode: str, bare_first: bool) -> tuple[Steps, Steps]:
+        partner = self.bare_predictor()
+        clock = StepClock(self.predict_warmup, self.device, partner if mode == "interleaved" else None)
+        trainer = self.trainer([clock], False, limit_predict_batches=self.predict_steps + self.predict_warmup)
+        bare = clock.bare
 
-    def predict_bare(self) -> Timing:
-        start = time.perf_counter()
-        reference = self.fresh_model()
-        backbone, head = copy.deepcopy(reference.backbone).eval(), copy.deepcopy(reference.head).eval()
-        embed = torch.compile(backbone) if self.cfg.compile else backbone
-        outputs: list[torch.Tensor] = []
-        t0 = t1 = 0.0
-        images = 0
-        with torch.no_grad():
-            for step, (x, labels) in enumerate(self.predict_batches()):
-                if step >= self.predict_steps + self.predict_warmup:
-                    break
-                with self.autocast():
-                    outputs.append(head.predict(embed(x)))
-                if step + 1 >= self.predict_warmup:
-                    sync(self.device)
-                    now = time.perf_counter()
-                    if step + 1 == self.predict_warmup:
-                        t0 = now
-                    else:
-                        t1, images = now, images + int(labels.shape[0])
-        sync(self.device)
-        return Timing("bare", images, t1 - t0, time.perf_counter() - start)
+        def run_bare() -> None:
+            for i in range(self.predict_steps + self.predict_warmup):
+                seconds, images = partner.step()
+                if i >= self.predict_warmup:
+                    bare.add(seconds, images)
+
+        sides = ("fw",) if mode == "interleaved" else (("bare", "fw") if bare_first else ("fw", "bare"))
+        for side in sides:
+            if side == "bare":
+                run_bare()
+            else:
+                trainer.predict(self.fresh_model(), dataloaders=self.predict_batches(), return_predictions=True)
+        return clock.framework, bare
 
 
 # --------------------------------------------------------------------------------------------
-# Driver
+# Reporting
 # --------------------------------------------------------------------------------------------
 
 
-def alternate(variants: Sequence[str], repeats: int) -> Iterable[tuple[int, list[str]]]:
-    """Repeat r runs the variants in order when r is even, reversed when odd."""
-    for r in range(repeats):
-        yield r, list(variants) if r % 2 == 0 else list(reversed(variants))
-
-
-def summarise(rows: list[dict[str, Timing]], baseline: str = "bare") -> dict[str, Any]:
+def summarise(repeats: list[dict[str, Steps]]) -> dict[str, Any]:
+    """Per variant: median-step throughput per repeat, and the paired ratios to ``bare``."""
     out: dict[str, Any] = {}
-    for variant in rows[0]:
-        ips = [row[variant].ips for row in rows]
-        entry: dict[str, Any] = {"ips": ips, "median_ips": statistics.median(ips)}
-        entry["median_wall_s"] = statistics.median(row[variant].wall for row in rows)
-        if variant != baseline:
-            ratios = [row[variant].ips / row[baseline].ips for row in rows]
-            entry["ratios"] = ratios
-            entry["median_ratio"] = statistics.median(ratios)
+    for variant in repeats[0]:
+        entry: dict[str, Any] = {
+            "ips": [r[variant].median_ips for r in repeats],
+            "mean_ips": [r[variant].mean_ips for r in repeats],
+        }
+        entry["median_ips"] = statistics.median(entry["ips"])
+        if not variant.startswith("bare"):
+            pair = variant.replace("framework", "bare")
+            entry["ratios"] = [r[variant].median_ips / r[pair].median_ips for r in repeats]
+            entry["mean_ratios"] = [r[variant].mean_ips / r[pair].mean_ips for r in repeats]
+            entry["median_ratio"] = statistics.median(entry["ratios"])
+            # What the framework adds per step, in ms (median over repeats of the paired difference).
+            entry["overhead_ms"] = statistics.median(
+                1000 * (statistics.median(r[variant].seconds) - statistics.median(r[pair].seconds)) for r in repeats
+            )
+            entry["median_mean_ratio"] = statistics.median(entry["mean_ratios"])
         out[variant] = entry
     return out
 
 
-def print_table(title: str, summary: dict[str, Any], out: Any = sys.stdout) -> None:
+def print_table(title: str, summary: dict[str, Any], out: Any) -> None:
     print(f"\n{title}", file=out)
-    print(f"  {'variant':<17} {'median img/s':>12} {'ratio/bare':>10}  {'per repeat (img/s)':<30} wall s", file=out)
+    print(f"  {'variant':<17} {'img/s':>8} {'ratio':>6} {'(means)':>7} {'+ms/step':>8}  per repeat: img/s | ratio",
+          file=out)
     for variant, e in summary.items():
-        ratio = f"{e['median_ratio']:.3f}" if "median_ratio" in e else "1"
+        ratio = f"{e['median_ratio']:.3f}" if "median_ratio" in e else ""
+        mean_ratio = f"{e['median_mean_ratio']:.3f}" if "median_mean_ratio" in e else ""
+        overhead = f"{e['overhead_ms']:.1f}" if "overhead_ms" in e else ""
         reps = " ".join(f"{v:.0f}" for v in e["ips"])
-        print(f"  {variant:<17} {e['median_ips']:>12.1f} {ratio:>10}  {reps:<30} {e['median_wall_s']:.1f}", file=out)
-    for variant, e in summary.items():
         if "ratios" in e:
-            print(f"  {variant} / bare per repeat: " + " ".join(f"{r:.3f}" for r in e["ratios"]), file=out)
+            reps += " | " + " ".join(f"{r:.3f}" for r in e["ratios"])
+        print(f"  {variant:<17} {e['median_ips']:>8.1f} {ratio:>6} {mean_ratio:>7} {overhead:>8}  {reps}", file=out)
+
+
+def profile(bench: Bench, out: Any) -> dict[str, Any]:
+    """Where a training step's time goes: the bare step's phases (device synced between phases)
+    and the median time of each per-step Lightning action (``SimpleProfiler``)."""
+    loop = bench.bare_trainer()
+    phases: dict[str, float] = {}
+    for i in range(bench.steps + bench.warmup):
+        loop.step(phases if i >= bench.warmup else None)
+    bare = {k: 1000 * v / bench.steps for k, v in phases.items()}
+    print("\nbare step, ms per step: " + ", ".join(f"{k} {v:.1f}" for k, v in bare.items()), file=out)
+
+    from pytorch_lightning.profilers import SimpleProfiler
+
+    profiler = SimpleProfiler(dirpath=bench.workdir, filename="simple_profiler")  # its report goes to a file
+    bench.fit("framework", StepClock(bench.warmup, bench.device), profiler=profiler)
+    actions: dict[str, float] = {}
+    for action, durations in profiler.recorded_durations.items():
+        if len(durations) >= bench.steps:  # per-step actions only
+            name = re.sub(r"\{.*\}", "", action)  # ModelCheckpoint{'monitor': ...}.hook -> ModelCheckpoint.hook
+            actions[name] = 1000 * statistics.median(durations)
+    print("framework, median ms per call of each per-step action (SimpleProfiler):", file=out)
+    for name, ms in sorted(actions.items(), key=lambda kv: -kv[1])[:20]:
+        print(f"  {ms:9.3f}  {name}", file=out)
+    return {"bare_ms_per_step": bare, "lightning_ms_per_call": actions}
+
+
+def compare(args: argparse.Namespace, base: list[str], device: str, workdir: Path, out: Any) -> dict[str, Any]:
+    """Speed options against each other: one bare training loop per configuration (base
+    overrides plus one ``--compare`` entry each; the first is the base itself), stepped in turn
+    (rotating the order every step) so that all see the same machine load. The framework adds
+    the same few milliseconds per step to each (see the framework / bare ratio), so the bare
+    loops rank the options. ``threads=N`` in an entry sets ``torch.set_num_threads`` for it."""
+    entries = [("base", [])] + [(c, c.split()) for c in args.compare]
+    variants = []
+    for name, tokens in entries:
+        threads = [int(t.split("=", 1)[1]) for t in tokens if t.startswith("threads=")]
+        cfg = compose_config([*base, *(t for t in tokens if not t.startswith("threads="))], workdir)
+        b = Bench(cfg, device, args.steps, args.warmup, args.predict_steps, args.predict_warmup, workdir)
+        variants.append((name, b, threads[-1] if threads else torch.get_num_threads()))
+    default_threads = torch.get_num_threads()
+    rows: list[dict[str, Steps]] = []
+    try:
+        for r in range(args.repeats):
+            loops = [(name, b.bare_trainer(), t, str(b.cfg.matmul_precision)) for name, b, t in variants]
+            row = {name: Steps() for name, *_ in loops}
+            for step in range(args.steps + args.warmup):
+                k = step % len(loops)
+                for name, loop, threads, matmul in loops[k:] + loops[:k]:
+                    torch.set_num_threads(threads)
+                    torch.set_float32_matmul_precision(matmul)
+                    seconds, images = loop.step()
+                    if step >= args.warmup:
+                        row[name].add(seconds, images)
+            rows.append(row)
+            print(f"  compare repeat {r}: " + ", ".join(f"{k} {v.median_ips:.0f}" for k, v in row.items()) + " img/s",
+                  file=out, flush=True)
+    finally:
+        torch.set_num_threads(default_threads)
+    summary: dict[str, Any] = {}
+    for name in rows[0]:
+        ips = [row[name].median_ips for row in rows]
+        ratios = [row[name].median_ips / row["base"].median_ips for row in rows]
+        summary[name] = {"ips": ips, "median_ips": statistics.median(ips), "ratios": ratios,
+                         "median_ratio": statistics.median(ratios)}
+    print(f"\nspeed options, bare training loop: img/s of the median step ({args.steps} steps, median of "
+          f"{args.repeats} repeats); ratio = option / base", file=out)
+    for name, e in summary.items():
+        reps = " ".join(f"{v:.0f}" for v in e["ips"]) + " | " + " ".join(f"{r:.3f}" for r in e["ratios"])
+        print(f"  {name:<36} {e['median_ips']:>8.1f} {e['median_ratio']:>6.3f}  {reps}", file=out)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -385,28 +508,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", default="seed_cnn", help="a conf/backbone choice (default seed_cnn)")
     p.add_argument("--loss", default="softmax", help="a conf/loss choice (default softmax)")
     p.add_argument("--batch-size", type=int, default=128, help="training batch size (default 128)")
-    p.add_argument("--steps", type=int, default=12, help="timed training steps per run (default 12)")
+    p.add_argument("--steps", type=int, default=16, help="timed training steps per repeat (default 16)")
     p.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default 2)")
-    p.add_argument("--predict-steps", type=int, default=4, help="timed inference batches (eval_batch_size)")
-    p.add_argument("--predict-warmup", type=int, default=1, help="untimed inference batches first")
-    p.add_argument("--repeats", type=int, default=3, help="alternating repeats; medians are reported (default 3)")
+    p.add_argument("--predict-steps", type=int, default=4, help="timed inference batches of eval_batch_size")
+    p.add_argument("--predict-warmup", type=int, default=1, help="untimed inference batches first (default 1)")
+    p.add_argument("--repeats", type=int, default=3, help="repeats; medians are reported (default 3)")
+    p.add_argument("--mode", choices=("interleaved", "alternating"), default="interleaved",
+                   help="alternate step by step (default) or whole runs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--ablate", action="store_true", help="add framework-nolog and framework-nocb variants")
-    p.add_argument("--profile", action="store_true", help="add a per-phase breakdown (bare) and SimpleProfiler")
+    p.add_argument("--ablate", action="store_true", help="add the framework-nolog and framework-nocb variants")
+    p.add_argument("--profile", action="store_true", help="add a per-phase breakdown and SimpleProfiler's actions")
     p.add_argument("--no-predict", action="store_true", help="skip the inference comparison")
+    p.add_argument("--compare", action="append", default=[], metavar="OVERRIDES",
+                   help="instead of framework vs bare: rank speed options with bare loops stepped in turn; "
+                   "repeatable, e.g. --compare channels_last=true --compare 'trainer.precision=bf16-mixed'")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.precision=bf16-mixed channels_last=true")
     args = p.parse_args(argv)
-    if args.steps < 1 or args.warmup < 1 or args.repeats < 1 or args.predict_steps < 1 or args.predict_warmup < 1:
+    if min(args.steps, args.warmup, args.repeats, args.predict_steps, args.predict_warmup) < 1:
         p.error("--steps, --warmup, --predict-steps, --predict-warmup and --repeats must be >= 1")
     return args
-
-
-def quiet_lightning() -> None:
-    """Drop Lightning's per-Trainer banners (GPU available, tips): a benchmark builds many."""
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
@@ -415,10 +537,17 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     workdir = Path(tempfile.mkdtemp(prefix="bench_"))
-    overrides = [
-        f"backbone={args.backbone}", f"loss={args.loss}", f"data.batch_size={args.batch_size}",
-        *args.overrides,
-    ]
+    overrides = [f"backbone={args.backbone}", f"loss={args.loss}", f"data.batch_size={args.batch_size}",
+                 *args.overrides]
+    if args.compare:
+        results = {"setting": {"base": overrides, "device": device, "threads": torch.get_num_threads(),
+                               "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats},
+                   "compare": compare(args, overrides, device, workdir, out)}
+        print("setting: " + json.dumps(results["setting"]), file=out)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(results, indent=2))
+        return results
     cfg = compose_config(overrides, workdir)
     torch.set_float32_matmul_precision(str(cfg.matmul_precision))
     bench = Bench(cfg, device, args.steps, args.warmup, args.predict_steps, args.predict_warmup, workdir)
@@ -427,75 +556,46 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
         "eval_batch_size": int(cfg.data.eval_batch_size), "precision": str(cfg.trainer.precision),
         "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
         "matmul_precision": str(cfg.matmul_precision), "device": device, "threads": torch.get_num_threads(),
-        "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats, "overrides": list(args.overrides),
+        "mode": args.mode, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
+        "predict_steps": args.predict_steps, "overrides": list(args.overrides),
     }
-    print("setting: " + json.dumps(setting), file=out)
+    print("setting: " + json.dumps(setting), file=out, flush=True)
+    results: dict[str, Any] = {"setting": setting}
 
-    variants = ["framework", *(ABLATIONS if args.ablate else ()), "bare"]
-    train_rows: list[dict[str, Timing]] = []
-    for r, order in alternate(variants, args.repeats):
-        row = {}
-        for variant in order:
-            row[variant] = bench.train_bare() if variant == "bare" else bench.train_framework(variant)
-            print(f"  train repeat {r} {variant:<16} {row[variant].ips:8.1f} img/s", file=out, flush=True)
-        train_rows.append({v: row[v] for v in variants})
-    results: dict[str, Any] = {"setting": setting, "train": summarise(train_rows)}
-    print_table(f"training, steady state ({args.steps} steps x {args.batch_size} images, median of {args.repeats})",
-                results["train"], out)
+    variants = ["framework", *(ABLATIONS if args.ablate else ())]
+    train: list[dict[str, Steps]] = []
+    for r in range(args.repeats):
+        row: dict[str, Steps] = {}
+        for variant in variants if r % 2 == 0 else reversed(variants):
+            row[variant], row[variant.replace("framework", "bare")] = bench.train_repeat(variant, args.mode, r % 2 == 1)
+        train.append(row)
+        print(f"  train repeat {r}: " + ", ".join(f"{k} {v.median_ips:.0f}" for k, v in sorted(row.items())) +
+              " img/s", file=out, flush=True)
+    results["train"] = summarise(train)
+    print_table(f"training: img/s of the median step ({args.steps} steps x {args.batch_size} images, "
+                f"median of {args.repeats} repeats); ratio = framework / bare", results["train"], out)
 
     if not args.no_predict:
-        predict_rows: list[dict[str, Timing]] = []
-        for r, order in alternate(TRAIN_VARIANTS, args.repeats):
-            row = {}
-            for variant in order:
-                row[variant] = bench.predict_bare() if variant == "bare" else bench.predict_framework()
-                print(f"  predict repeat {r} {variant:<10} {row[variant].ips:8.1f} img/s", file=out, flush=True)
-            predict_rows.append({v: row[v] for v in TRAIN_VARIANTS})
-        results["predict"] = summarise(predict_rows)
-        print_table(f"inference ({args.predict_steps} batches x {cfg.data.eval_batch_size} images)",
-                    results["predict"], out)
+        predict: list[dict[str, Steps]] = []
+        for r in range(args.repeats):
+            fw, bare = bench.predict_repeat(args.mode, r % 2 == 1)
+            predict.append({"framework": fw, "bare": bare})
+            print(f"  predict repeat {r}: framework {fw.median_ips:.0f}, bare {bare.median_ips:.0f} img/s",
+                  file=out, flush=True)
+        results["predict"] = summarise(predict)
+        print_table(f"inference: img/s of the median batch ({args.predict_steps} batches x "
+                    f"{cfg.data.eval_batch_size} images)", results["predict"], out)
 
     if args.profile:
         results["profile"] = profile(bench, out)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2, default=lambda o: asdict(o)))
+        args.json.write_text(json.dumps(results, indent=2))
     return results
 
 
-def profile(bench: Bench, out: Any = sys.stdout) -> dict[str, Any]:
-    """Where a training step's time goes: bare phases (with a sync between phases) and the mean
-    time per call of each Lightning action (``SimpleProfiler``), per step of the window."""
-    phases: dict[str, float] = {}
-    bench.train_bare(phases)
-    per_step = {k: 1000 * v / bench.steps for k, v in phases.items()}
-    print("\nbare loop, ms per step: " + ", ".join(f"{k} {v:.1f}" for k, v in per_step.items()), file=out)
-
-    from pytorch_lightning.profilers import SimpleProfiler
-
-    profiler = SimpleProfiler(dirpath=bench.workdir, filename="simple_profiler")  # report to a file
-    model = bench.fresh_model()
-    callbacks = [instantiate(c) for c in bench.cfg.callbacks.values() if c is not None]
-    logger = [instantiate(c) for c in bench.cfg.logger.values() if c is not None]
-    trainer = bench.trainer(
-        callbacks, logger, max_epochs=1, limit_train_batches=bench.steps + bench.warmup, limit_val_batches=0,
-        num_sanity_val_steps=0, enable_progress_bar=False, enable_model_summary=False, profiler=profiler,
-    )
-    trainer.fit(model, datamodule=bench.datamodule)
-    actions = {}
-    for action, durations in profiler.recorded_durations.items():
-        if len(durations) >= bench.steps:  # per-step actions only
-            name = re.sub(r"\{.*\}", "", action)  # ModelCheckpoint{'monitor': ...}.hook -> ModelCheckpoint.hook
-            actions[name] = 1000 * statistics.median(durations)
-    print("Lightning per-step actions (median ms per call, SimpleProfiler):", file=out)
-    for action, ms in sorted(actions.items(), key=lambda kv: -kv[1])[:25]:
-        print(f"  {ms:9.3f}  {action}", file=out)
-    return {"bare_ms_per_step": per_step, "lightning_ms_per_call": actions}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    run(args)
+    run(parse_args(argv))
     return 0
 
 

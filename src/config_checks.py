@@ -215,9 +215,35 @@ def _check_devices(value: Any, kind: str) -> None:
             fail(key, value, f"this machine has {available} CUDA device(s)")
 
 
+# Trainer arguments in conf/trainer/*.yaml; any other key is looked up in the Trainer's signature.
+COMMON_TRAINER_KEYS = frozenset({
+    "_target_", "accelerator", "devices", "num_nodes", "strategy", "precision", "max_epochs", "min_epochs",
+    "max_steps", "deterministic", "benchmark", "log_every_n_steps", "num_sanity_val_steps", "enable_progress_bar",
+    "gradient_clip_val", "limit_train_batches", "limit_val_batches", "limit_test_batches", "enable_model_summary",
+    "plugins", "sync_batchnorm", "use_distributed_sampler",
+})  # fmt: skip
+
+
+def _check_trainer_keys(t: Mapping[str, Any]) -> None:
+    unknown = [k for k in t if k not in COMMON_TRAINER_KEYS]
+    if not unknown:
+        return
+    import inspect
+
+    import pytorch_lightning as pl
+
+    allowed = [p for p in inspect.signature(pl.Trainer.__init__).parameters if p not in ("self", "kwargs")]
+    for key in unknown:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=2)
+            hint = f"; did you mean {' or '.join(f'trainer.{k}' for k in close)}?" if close else ""
+            fail(f"trainer.{key}", t[key], f"not an argument of pytorch_lightning.Trainer{hint}")
+
+
 def check_trainer(t: Mapping[str, Any]) -> None:
     import torch
 
+    _check_trainer_keys(t)
     accelerator = t.get("accelerator", "auto")
     check_choice("trainer.accelerator", accelerator, ACCELERATORS)
     kind = _device_kind(accelerator)

@@ -37,7 +37,9 @@ class MarginClassifier(pl.LightningModule):
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
         # Kept out of the module tree (plain attribute) so checkpoints hold one copy of the weights.
         object.__setattr__(self, "_compiled_backbone", torch.compile(self.backbone) if compile else None)
-        self.train_acc = MulticlassAccuracy(c, average="micro")
+        # validate_args=False: its input check calls torch.unique on every step, a host sync on a GPU
+        # (our labels come from the datamodule and predictions from argmax, so both are in range).
+        self.train_acc = MulticlassAccuracy(c, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(c, average="micro")
         self.val_acc_macro = MulticlassAccuracy(c, average="macro")
         self.val_confusion = MulticlassConfusionMatrix(c)
@@ -48,10 +50,15 @@ class MarginClassifier(pl.LightningModule):
         # with the true label) would report. Logged under its own name, never used to select.
         self.test_acc_leaky = MulticlassAccuracy(c, average="micro")
         self.test_predictions: list[torch.Tensor] = []
+        # Test embeddings and labels, kept for the post-test analyses (src/analysis/embeddings.py).
+        self.test_embeddings: list[torch.Tensor] = []
+        self.test_labels: list[torch.Tensor] = []
 
     # --- inference -------------------------------------------------------------------------
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        return (self._compiled_backbone or self.backbone)(images)
+        # Not `compiled or backbone`: bool() of a compiled module calls its __len__, which raises.
+        backbone = self._compiled_backbone if self._compiled_backbone is not None else self.backbone
+        return backbone(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Label-free class scores."""
@@ -67,11 +74,18 @@ class MarginClassifier(pl.LightningModule):
         embeddings = self.embed(images)
         loss = self.head(embeddings, labels)
         with torch.no_grad():
-            self.train_acc(self.head.predict(embeddings.detach()), labels)
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+            # update(), not forward(): no per-batch accuracy is computed since none is logged per step.
+            self.train_acc.update(self.head.predict(embeddings.detach()), labels)
+        # Lightning turns every per-step prog_bar value into a Python float after every step, bar
+        # or no bar: one host sync per step on a GPU. So the live loss goes to the bar only when one
+        # is shown (docs/performance.md); loggers get it every log_every_n_steps either way.
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=self._progress_bar_shown())
         self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def _progress_bar_shown(self) -> bool:
+        return self._trainer is not None and self._trainer.progress_bar_callback is not None
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
@@ -85,13 +99,15 @@ class MarginClassifier(pl.LightningModule):
         self.log("val/acc_macro", self.val_acc_macro, on_epoch=True)
 
     def on_test_epoch_start(self) -> None:
-        self.test_predictions = []
+        self.test_predictions, self.test_embeddings, self.test_labels = [], [], []
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
         embeddings = self.embed(images)
         preds = self.head.predict(embeddings)
         self.test_predictions.append(preds.detach().cpu())
+        self.test_embeddings.append(embeddings.detach().float().cpu())
+        self.test_labels.append(labels.detach().cpu())
         self.test_acc(preds, labels)
         self.test_acc_macro(preds, labels)
         self.test_confusion.update(preds, labels)

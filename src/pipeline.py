@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
+from src.callbacks.signals import interruption
 from src.config_checks import check_and_record
 from src.model import MarginClassifier
 from src.records import RunRecord
@@ -68,6 +69,13 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     except KeyboardInterrupt:
         record.finish("interrupted", reason="KeyboardInterrupt")
         raise
+    except SystemExit as err:  # Lightning ends Ctrl-C with sys.exit(1), SIGTERM with SIGTERMException
+        how = interruption(err)
+        if how is None:
+            record.finish("failed", reason=f"SystemExit: {err.code}")
+            raise
+        record.finish("interrupted", reason=how[0])
+        raise SystemExit(how[1]) from err
     except BaseException as err:
         record.finish("failed", reason=f"{type(err).__name__}: {err}")
         raise
@@ -86,7 +94,8 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> dict[
     datamodule, model = build(cfg)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    plugins = [instantiate(cfg.checkpoint_io)] if cfg.get("checkpoint_io") else None  # atomic, weights_only
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins)
 
     last = output_dir / "checkpoints" / "last.ckpt"
     resume_from = str(last) if cfg.get("resume") and last.exists() else None

@@ -19,8 +19,11 @@ def one_cycle(
 ) -> LRScheduler:
     """Warm up to the optimiser's lr, then anneal (Smith & Topin's one-cycle policy)."""
     max_lr = [group["lr"] for group in optimizer.param_groups]
+    # OneCycleLR divides by (pct_start * total_steps - 1), which is zero for some tiny runs
+    # (4 steps at 0.25); a few spare steps at the end only matter to smoke tests.
+    total_steps = max(total_steps, math.ceil(2 / pct_start) + 1)
     return OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=max(total_steps, 1), pct_start=pct_start,
+        optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start,
         div_factor=div_factor, final_div_factor=final_div_factor, anneal_strategy=anneal_strategy,
         cycle_momentum=False,
     )

@@ -1,8 +1,9 @@
 """Embeddings of a whole split, and the analyses ``src.pipeline.run`` performs after the test.
 
-``run_analyses`` embeds the test set with the tested (best-validation) weights and stores its
-angular geometry; with ``data.held_out_classes`` it also embeds the held-out classes' test
-images and runs the open-set verification check. Both go into the run record (metrics.json,
+``run_analyses`` takes the test embeddings the model kept during the test (the best-validation
+weights; embedded afresh if it kept none) and stores their angular geometry; with
+``data.held_out_classes`` it also embeds the held-out classes' test images and runs the open-set
+verification check. Both go into the run record (metrics.json,
 keys ``geometry`` and ``open_set``) and TensorBoard (``geometry/*``, ``open_set/*`` scalars and
 the held-out embeddings in the projector). A failing analysis is recorded as ``{"error": ...}``
 and warned about; it never fails a run whose training and test succeeded.
@@ -81,6 +82,14 @@ def _scalars(results: Mapping[str, Any]) -> dict[str, float]:
     return tags
 
 
+def _tested_embeddings(model: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The embeddings the model kept during its last test (no second pass), if it kept them."""
+    emb, labels = getattr(model, "test_embeddings", None), getattr(model, "test_labels", None)
+    if not emb or not labels or len(emb) != len(labels):
+        return None, None
+    return torch.cat(emb), torch.cat(labels)
+
+
 def run_analyses(trainer: Any, model: Any, datamodule: Any, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Geometry of the test embeddings and, when classes are held out, the open-set check."""
     options = dict(options or {})
@@ -88,7 +97,9 @@ def run_analyses(trainer: Any, model: Any, datamodule: Any, options: Mapping[str
     results: dict[str, Any] = {}
     if options.get("geometry", True):
         try:
-            emb, labels, _ = embed_batches(model, datamodule.test_dataloader(), device)
+            emb, labels = _tested_embeddings(model)
+            if emb is None:
+                emb, labels, _ = embed_batches(model, datamodule.test_dataloader(), device)
             results["geometry"] = class_geometry(
                 emb, labels, model.class_names, max_per_class=options.get("max_per_class", 1000)
             )

@@ -77,3 +77,14 @@ def test_margin_key_is_loss_m(tiny_config) -> None:
     assert tiny_config("loss=arcface", "loss.m=0.5").loss.m == 0.5
     assert tiny_config("loss=sphereface", "loss.m=6").loss.m == 6
     assert tiny_config("loss=cosface", "loss.s=20").loss.s == 20
+
+
+def test_one_cycle_survives_tiny_runs() -> None:
+    from src.schedules import one_cycle
+
+    for total in range(1, 12):
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        scheduler = one_cycle(optimizer, total_steps=total)
+        for _ in range(total):
+            optimizer.step()
+            scheduler.step()

@@ -1,0 +1,90 @@
+"""Stops a run whose loss or weights turn NaN / inf, with a message that says where and when.
+
+The training loss is checked every ``check_loss_every_n_steps`` steps (one boolean reduction; under
+DDP every rank takes the same decision, so no rank is left waiting in a collective). Parameters
+and floating-point buffers are checked every ``check_weights_every_n_steps`` optimizer steps, at
+the end of every training epoch and before every checkpoint is written, so a diverged model is
+never saved as ``last.ckpt`` and picked up by ``resume=true``.
+
+The raised ``NonFiniteError`` ends ``trainer.fit``; ``src.pipeline.run`` marks the run record
+``failed`` with the message, and in a multirun the other jobs go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+
+class NonFiniteError(RuntimeError):
+    """The training loss or a weight became NaN or infinite."""
+
+
+HINT = "lower optimizer.lr, set trainer.gradient_clip_val, or use trainer.precision=32-true"
+
+
+def _describe(t: torch.Tensor) -> str:
+    t = t.detach()
+    kinds = [name for name, bad in (("nan", torch.isnan(t).any()), ("inf", torch.isinf(t).any())) if bool(bad)]
+    return "/".join(kinds) or "non-finite"
+
+
+class NonFiniteGuard(pl.Callback):
+    def __init__(self, check_loss_every_n_steps: int = 1, check_weights_every_n_steps: int = 50) -> None:
+        if int(check_loss_every_n_steps) < 0 or int(check_weights_every_n_steps) < 0:
+            raise ValueError("NonFiniteGuard: check intervals must be integers >= 0 (0 switches a check off)")
+        self.loss_every = int(check_loss_every_n_steps)
+        self.weights_every = int(check_weights_every_n_steps)
+
+    # --- the checks ------------------------------------------------------------------------
+    @staticmethod
+    def _where(trainer: pl.Trainer) -> str:
+        return f"epoch {trainer.current_epoch}, global step {trainer.global_step}"
+
+    def check_loss(self, trainer: pl.Trainer, loss: torch.Tensor | None, batch_idx: int) -> None:
+        local_bad = loss is not None and not bool(torch.isfinite(loss.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(local_bad, all=False):
+            value = _describe(loss) if local_bad and loss is not None else "non-finite on another process"
+            raise NonFiniteError(
+                f"training diverged: the training loss is {value} at epoch {trainer.current_epoch}, batch "
+                f"{batch_idx} (global step {trainer.global_step}); {HINT}"
+            )
+
+    def check_weights(self, trainer: pl.Trainer, module: pl.LightningModule, when: str) -> None:
+        """Weights are identical on every DDP rank, so each rank decides alone (no collective)."""
+        tensors = [(n, p) for n, p in module.named_parameters()]
+        tensors += [(n, b) for n, b in module.named_buffers() if b.is_floating_point()]
+        if not tensors:
+            return
+        with torch.no_grad():
+            finite = torch.stack([torch.isfinite(t).all() for _, t in tensors])
+            if bool(finite.all()):
+                return
+            bad = [(n, t) for (n, t), ok in zip(tensors, finite.tolist(), strict=True) if not ok]
+        name, tensor = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise NonFiniteError(
+            f"training diverged: weight {name} holds {_describe(tensor)} values{more} {when} at "
+            f"{self._where(trainer)}; {HINT}"
+        )
+
+    # --- hooks -----------------------------------------------------------------------------
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.loss_every and batch_idx % self.loss_every == 0:
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+            self.check_loss(trainer, loss if isinstance(loss, torch.Tensor) else None, batch_idx)
+        if self.weights_every and trainer.global_step % self.weights_every == 0:
+            self.check_weights(trainer, pl_module, "after the optimizer step")
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check_weights(trainer, pl_module, "at the end of the epoch")
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.check_weights(trainer, pl_module, "so the checkpoint was not written")

@@ -1,0 +1,156 @@
+"""One table per sweep: ``summary.json`` and ``summary.md`` in the sweep folder.
+
+``SweepSummary`` is a Hydra callback (``conf/hydra/default.yaml: callbacks``); at the end of a
+multirun it lists every job folder with its overrides, status, ``val_acc_best`` and ``test_acc``,
+and the failed jobs with their reasons (from each job's ``metrics.json`` run record).
+
+For a sweep that did not reach its end (Ctrl-C, a killed process), build it by hand::
+
+    python -m src.sweep_summary outputs/multiruns/<sweep folder>
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from src.utils.io import write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+RECORD = "metrics.json"
+METRICS = ("val_acc_best", "test_acc")
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _job_num(folder: Path) -> int | None:
+    hydra_cfg = _load_yaml(folder / ".hydra" / "hydra.yaml")
+    try:
+        return int(hydra_cfg["hydra"]["job"]["num"])
+    except (TypeError, KeyError, ValueError):
+        prefix = folder.name.split("_", 1)[0]
+        return int(prefix) if prefix.isdigit() else None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """Every job folder below ``sweep_dir`` (a folder with Hydra's ``.hydra/`` or a run record)."""
+    found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
+    found |= {p.parent for p in sweep_dir.glob(f"**/{RECORD}")}
+    found.discard(sweep_dir)
+    # Checkpoint or TensorBoard folders inside a job never hold these files, so no nesting to undo.
+    return sorted(found)
+
+
+def job_entry(sweep_dir: Path, folder: Path) -> dict[str, Any]:
+    overrides = _load_yaml(folder / ".hydra" / "overrides.yaml")
+    entry: dict[str, Any] = {
+        "job": _job_num(folder),
+        "folder": str(folder.relative_to(sweep_dir)),
+        "overrides": [str(o) for o in overrides] if isinstance(overrides, list) else [],
+    }
+    try:
+        record = json.loads((folder / RECORD).read_text())
+    except FileNotFoundError:
+        record = {"status": "missing", "reason": f"no {RECORD}: the job ended before its run started"}
+    except (OSError, json.JSONDecodeError) as err:
+        record = {"status": "unreadable", "reason": f"{RECORD}: {err}"}
+    status = record.get("status", "unknown")
+    if status == "running":  # at the end of a sweep: the process died without a word (SIGKILL, OOM)
+        record.setdefault("reason", "the record still says running: the job was killed or is still going")
+    entry["status"] = status
+    for key in METRICS:
+        entry[key] = _number(record.get(key))
+    entry["wall_time_s"] = _number(record.get("wall_time_s"))
+    if record.get("reason"):
+        entry["reason"] = str(record["reason"])
+    return entry
+
+
+def summarize(sweep_dir: str | Path) -> dict[str, Any]:
+    """Scan ``sweep_dir``; write ``summary.json`` and ``summary.md`` there; return the summary."""
+    sweep_dir = Path(sweep_dir).resolve()
+    jobs = [job_entry(sweep_dir, f) for f in job_folders(sweep_dir)]
+    jobs.sort(key=lambda j: (j["job"] is None, j["job"] if j["job"] is not None else 0, j["folder"]))
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job["status"]] = counts.get(job["status"], 0) + 1
+    failures = [
+        {k: job.get(k) for k in ("job", "folder", "overrides", "status", "reason")}
+        for job in jobs
+        if job["status"] != "finished"
+    ]
+    summary = {"sweep_dir": str(sweep_dir), "num_jobs": len(jobs), "counts": counts, "jobs": jobs, "failures": failures}
+    write_json_atomic(sweep_dir / "summary.json", summary)
+    write_text_atomic(sweep_dir / "summary.md", to_markdown(summary))
+    return summary
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(summary: dict[str, Any]) -> str:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
+    lines = [
+        f"# Sweep summary: {Path(summary['sweep_dir']).name}",
+        "",
+        f"{summary['num_jobs']} jobs: {counts or 'none'}.",
+        "",
+        "| job | folder | overrides | status | val_acc_best | test_acc |",
+        "|---:|---|---|---|---:|---:|",
+    ]
+    for job in summary["jobs"]:
+        cells = [job["job"], job["folder"], " ".join(job["overrides"]), job["status"], job["val_acc_best"],
+                 job["test_acc"]]  # fmt: skip
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    if summary["failures"]:
+        lines += ["", "## Failures", ""]
+        for f in summary["failures"]:
+            lines.append(f"- job {_cell(f['job'])} (`{f['folder']}`, {f['status']}): {_cell(f.get('reason'))}")
+    return "\n".join(lines) + "\n"
+
+
+class SweepSummary(Callback):
+    """Hydra callback: writes the sweep's summary when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if not sweep_dir.is_dir():
+            log.warning(f"sweep summary: {sweep_dir} does not exist")
+            return
+        summary = summarize(sweep_dir)
+        log.info(f"sweep summary: {summary['num_jobs']} jobs {summary['counts']} -> {sweep_dir / 'summary.md'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="(Re)build summary.json / summary.md for a sweep folder.")
+    parser.add_argument("sweep_dir", type=Path)
+    args = parser.parse_args(argv)
+    summary = summarize(args.sweep_dir)
+    print(to_markdown(summary), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Shared pieces of the reliability tests: subprocess commands and test-only callbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from tests.conftest import REPO, TINY
+
+# One epoch of two batches: a job costs about a second once the process is warm.
+QUICK = [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+
+
+def train_command(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "src.train", *overrides]
+
+
+def run_env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
+
+
+def start(cmd: list[str], cwd: Path | str = REPO) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=cwd, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def record(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            tail = proc.stderr.read()[-3000:] if proc.stderr else ""
+            raise AssertionError(f"process ended ({proc.returncode}) before {path} appeared: {tail}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.02)
+
+
+class PauseAfterStep(pl.Callback):
+    """Test-only: from training step ``step`` on, write ``marker`` and sleep ``seconds`` after each
+    step, so a test can send a signal while the run is known to be mid-epoch."""
+
+    def __init__(self, step: int, marker: str, seconds: float = 0.5) -> None:
+        self.step, self.marker, self.seconds = int(step), Path(marker), float(seconds)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step >= self.step:
+            self.marker.write_text(str(trainer.global_step))
+            time.sleep(self.seconds)
+
+
+class PoisonWeight(pl.Callback):
+    """Test-only: sets one weight of the head to NaN after training step ``step``."""
+
+    def __init__(self, step: int = 1) -> None:
+        self.step = int(step)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                pl_module.head.weight[0, 0] = float("nan")

@@ -1,0 +1,127 @@
+"""Issue #6.1: configuration mistakes are reported in one line (key, value, what is allowed)
+before any data is read; ``python -m src.train`` exits with code 2 and no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.config_checks import check_config
+from src.errors import ConfigError
+from tests.conftest import CONF_DIR, TINY, compose_config
+from tests.reliability.helpers import QUICK, finish, record, start, train_command
+
+MISSING_DATA = "data.root=/nonexistent/nowhere"  # proves the checks never touch the data files
+CUDA = torch.cuda.is_available()
+
+# (overrides, text that the one-line message must contain)
+MISTAKES = [
+    (["seed=-1"], "seed=-1"),
+    (["seed=1.5"], "seed=1.5"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
+    (["trainer.max_epochs=two"], "trainer.max_epochs='two'"),
+    (["data.batch_size=0"], "data.batch_size=0"),
+    (["data.val_size=60000"], "data.val_size=60000"),
+    (["data.train_subset=0"], "data.train_subset=0"),
+    (["data.held_out_classes=[3,3]"], "data.held_out_classes=[3, 3]"),
+    (["data.held_out_classes=[10]"], "data.held_out_classes=[10]"),
+    (["data.held_out_classes=[0,1,2,3,4,5,6,7,8]"], "at least 2"),
+    (["data.name=cifar10"], "data.name='cifar10'"),
+    (["loss=sphereface", "loss.m=0"], "loss.m=0"),
+    (["loss=arcface", "loss.s=-1"], "loss.s=-1"),
+    (["loss=cosface", "loss.m=abc"], "loss.m=abc"),
+    (["loss=sphereface", "loss.m=2.5"], "loss.m=2.5"),
+    (["+loss.margin=1"], "margin"),
+    (["backbone.embedding_dim=0"], "backbone.embedding_dim=0"),
+    (["model.embedding_dim=3"], "model.embedding_dim=3"),
+    (["trainer.accelerator=tpu"], "trainer.accelerator='tpu'"),
+    (["trainer.devices=0"], "trainer.devices=0"),
+    (["trainer.precision=64-bit"], "trainer.precision='64-bit'"),
+    (["trainer.limit_train_batches=0"], "trainer.limit_train_batches=0"),
+    (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),
+    (["+trainer.max_epoch=3"], "trainer.max_epochs"),  # a typo'd Trainer argument: suggests the real one
+    (["optimizer.lr=0"], "optimizer.lr=0"),
+    (["optimizer.lr=-1"], "optimizer.lr=-1"),
+    (["optimizer=sgd", "optimizer.momentum=0"], "Nesterov"),  # torch's own check, reused
+    (["scheduler.pct_start=1.5"], "pct_start"),  # the schedule's own check, reused
+    (["matmul_precision=low"], "matmul_precision='low'"),
+    (["test=maybe"], "test='maybe'"),
+    (["callbacks.history=3"], "callbacks.history=3"),
+]
+if not CUDA:
+    MISTAKES += [
+        (["trainer.precision=16-mixed"], "trainer.precision='16-mixed'"),
+        (["trainer.accelerator=gpu"], "trainer.accelerator='gpu'"),
+    ]
+
+
+@pytest.mark.parametrize(("overrides", "expected"), MISTAKES, ids=[" ".join(o) for o, _ in MISTAKES])
+def test_each_mistake_is_one_line_naming_key_and_value(overrides: list[str], expected: str) -> None:
+    cfg = compose_config([MISSING_DATA, *TINY, *overrides])
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    message = str(info.value)
+    assert "\n" not in message and expected in message, message
+    assert any(word in message for word in ("must", "valid", "rejects", "not an argument", "needs")), message
+
+
+def test_many_distinct_mistakes_are_covered() -> None:
+    keys = {o[-1].split("=")[0].lstrip("+") for o, _ in MISTAKES}
+    assert len(MISTAKES) >= 15 and len(keys) >= 15
+
+
+@pytest.mark.parametrize("loss", sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml")))
+def test_every_shipped_loss_config_passes(loss: str) -> None:
+    check_config(compose_config([MISSING_DATA, *TINY, f"loss={loss}"]))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["backbone=small2d", "loss=sphereface", "loss.m=6"],
+        ["backbone=resnet", "scheduler=warmup_cosine", "optimizer=sgd"],
+        ["trainer.precision=bf16-mixed"],  # bf16 autocast works on the CPU
+        ["data.held_out_classes=[6,9]", "loss=arcface", "loss.m=4"],
+        ["trainer=ddp_cpu"],
+        ["trainer.limit_train_batches=0.5", "trainer.devices=auto", "seed=4294967295"],
+    ],
+)
+def test_valid_configs_pass(overrides: list[str]) -> None:
+    check_config(compose_config([MISSING_DATA, *TINY, *overrides]))
+
+
+def test_run_stops_before_reading_data_and_records_the_failure(tmp_path: Path) -> None:
+    from src.pipeline import run
+
+    cfg = compose_config([MISSING_DATA, *TINY, "trainer.max_epochs=0"], output_dir=tmp_path / "run")
+    with pytest.raises(ConfigError, match="trainer.max_epochs=0"):
+        run(cfg, tmp_path / "run")  # a DatasetError would mean the data was read first
+    rec = record(tmp_path / "run")
+    assert rec["status"] == "failed" and rec["reason"].startswith("ConfigError: trainer.max_epochs=0")
+
+
+def test_command_line_mistakes_exit_2_with_one_line(tmp_path: Path) -> None:
+    """Real ``python -m src.train`` processes, started together: Hydra's own errors (unknown
+    option of a group, unknown key) and a value error found by check_config."""
+    cases = {
+        "unknown_loss": (["loss=nonsense"], "loss=nonsense", "arcface, center"),
+        "unknown_key": (["trainer.max_epoch=3"], "trainer.max_epoch", "did you mean trainer.max_epochs"),
+        "sweep_option": (["-m", "loss=softmax,nonsens"], "loss=nonsens", "sphereface"),
+        "bad_value": (["loss=sphereface", "loss.m=0"], "loss.m=0", "integer >= 1"),
+    }
+    procs = {
+        name: start(train_command(*args, MISSING_DATA, *QUICK, f"hydra.run.dir={tmp_path / name}",
+                                  f"hydra.sweep.dir={tmp_path / name}"))
+        for name, (args, _, _) in cases.items()
+    }  # fmt: skip
+    for name, proc in procs.items():
+        code, _, err = finish(proc, timeout=180)
+        lines = [line for line in err.splitlines() if line.strip()]
+        _, key, allowed = cases[name]
+        assert code == 2, (name, err[-2000:])
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-2000:])
+        assert key in lines[0] and allowed in lines[0], (name, lines[0])
+        assert "Traceback" not in err
+    assert record(tmp_path / "bad_value")["status"] == "failed"  # the value error is recorded in the run folder

@@ -1,0 +1,72 @@
+"""Issue #6.2: a run whose loss or weights turn NaN / inf stops with a clear message, its record
+says failed and why, and no diverged checkpoint is left to resume from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from src.callbacks.nonfinite import NonFiniteError, NonFiniteGuard
+from src.pipeline import run
+from tests.reliability.helpers import record
+
+POISON = "+callbacks.poison._target_=tests.reliability.helpers.PoisonWeight"
+
+
+def test_exploding_loss_stops_the_run(tiny_config, tmp_path: Path) -> None:
+    cfg = tiny_config("optimizer=sgd", "optimizer.lr=1e30", "trainer.limit_train_batches=4")
+    with pytest.raises(NonFiniteError, match=r"training loss is (nan|inf)") as info:
+        run(cfg, tmp_path / "run")
+    assert "\n" not in str(info.value) and "optimizer.lr" in str(info.value)  # says what to try
+    rec = record(tmp_path / "run")
+    assert rec["status"] == "failed" and rec["reason"].startswith("NonFiniteError: training diverged")
+
+
+def test_nan_weight_is_caught_and_never_checkpointed(tiny_config, tmp_path: Path) -> None:
+    # Loss checks off, weights checked only at epoch end and before each checkpoint.
+    cfg = tiny_config(POISON, "callbacks.nonfinite.check_weights_every_n_steps=0", "trainer.limit_train_batches=3",
+                      "callbacks.nonfinite.check_loss_every_n_steps=0")  # fmt: skip
+    with pytest.raises(NonFiniteError, match=r"weight \S+ holds nan values .*epoch 0") as info:
+        run(cfg, tmp_path / "run")
+    assert "\n" not in str(info.value)
+    assert record(tmp_path / "run")["status"] == "failed"
+    assert not list(tmp_path.glob("run/checkpoints/*.ckpt"))
+
+
+def test_no_checkpoint_is_written_with_non_finite_weights() -> None:
+    module = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        module.bias[1] = float("inf")
+
+    class Trainer:
+        current_epoch, global_step = 1, 9
+
+    with pytest.raises(NonFiniteError, match=r"weight bias holds inf values so the checkpoint was not written"):
+        NonFiniteGuard().on_save_checkpoint(Trainer(), module, {})  # type: ignore[arg-type]
+
+
+def test_weights_checked_every_n_steps(tiny_config, tmp_path: Path) -> None:
+    cfg = tiny_config(POISON, "callbacks.nonfinite.check_weights_every_n_steps=2", "trainer.limit_train_batches=5",
+                      "callbacks.nonfinite.check_loss_every_n_steps=0")  # fmt: skip
+    with pytest.raises(NonFiniteError, match=r"after the optimizer step at epoch 0, global step 2"):
+        run(cfg, tmp_path / "run")
+
+
+def test_guard_accepts_finite_values_and_rejects_bad_options() -> None:
+    class Strategy:
+        @staticmethod
+        def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
+            return decision
+
+    class Trainer:
+        strategy, current_epoch, global_step = Strategy(), 0, 7
+
+    guard = NonFiniteGuard()
+    guard.check_loss(Trainer(), torch.tensor(1.5), batch_idx=0)  # type: ignore[arg-type]
+    guard.check_loss(Trainer(), None, batch_idx=0)  # type: ignore[arg-type]
+    with pytest.raises(NonFiniteError, match="is inf at epoch 0, batch 3"):
+        guard.check_loss(Trainer(), torch.tensor(float("inf")), batch_idx=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        NonFiniteGuard(check_loss_every_n_steps=-1)

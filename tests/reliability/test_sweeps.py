@@ -1,0 +1,85 @@
+"""Issue #6.2-3: real multiruns. Two sweeps start at the same moment from the same folder with
+Hydra's default output layout: one of 12 tiny jobs, one of 2 jobs of which one diverges (NaN).
+Each keeps its own sweep folder, every job its own run folder and record, the diverged job is
+recorded as failed with its reason while the other goes on, and each sweep gets a summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reliability.helpers import QUICK, finish, record, start, train_command
+
+SEEDS, LOSSES = [0, 1, 2, 3, 4, 5], ["softmax", "cosface"]
+
+
+@pytest.fixture(scope="module")
+def sweeps(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    cwd = tmp_path_factory.mktemp("sweeps")  # outputs/multiruns/... is created here, as for a user
+    common = [f"data.root={synthetic_root}", *QUICK, "analysis.geometry=false"]
+    many = start(train_command("-m", f"seed={','.join(map(str, SEEDS))}", f"loss={','.join(LOSSES)}", *common), cwd)
+    # One of these two jobs explodes: SGD with lr=1e30 turns the loss into NaN within two steps.
+    diverging = start(train_command("-m", "optimizer=sgd", "optimizer.lr=0.01,1e30", *common), cwd)
+    results = {"many": finish(many, timeout=600), "diverging": finish(diverging, timeout=600)}
+    folders = sorted((cwd / "outputs" / "multiruns").iterdir())
+    summaries = {f: json.loads((f / "summary.json").read_text()) for f in folders if (f / "summary.json").exists()}
+    by_jobs = {s["num_jobs"]: f for f, s in summaries.items()}
+    return {"results": results, "folders": folders, "many": by_jobs.get(12), "diverging": by_jobs.get(2)}
+
+
+def test_both_sweeps_end_normally(sweeps: dict[str, Any]) -> None:
+    for name, (code, _, err) in sweeps["results"].items():
+        assert code == 0, (name, err[-3000:])
+
+
+def test_simultaneous_sweeps_get_separate_folders(sweeps: dict[str, Any]) -> None:
+    assert len(sweeps["folders"]) == 2
+    assert sweeps["many"] is not None and sweeps["diverging"] is not None
+    assert sweeps["many"] != sweeps["diverging"]
+
+
+def test_twelve_jobs_twelve_records_no_collisions(sweeps: dict[str, Any]) -> None:
+    sweep = sweeps["many"]
+    jobs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+    assert len(jobs) == 12 and len({p.name for p in jobs}) == 12
+    seen = set()
+    for job in jobs:
+        rec = record(job)
+        assert rec["status"] == "finished" and 0.0 <= rec["test_acc"] <= 1.0, rec.get("reason")
+        seen.add((rec["seed"], rec["loss"]))
+        assert (job / "checkpoints" / "last.ckpt").exists()
+    assert seen == {(s, loss) for s in SEEDS for loss in LOSSES}  # every combination ran exactly once
+
+
+def test_summary_lists_every_job(sweeps: dict[str, Any]) -> None:
+    sweep = sweeps["many"]
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["num_jobs"] == 12 and summary["counts"] == {"finished": 12} and summary["failures"] == []
+    assert [j["job"] for j in summary["jobs"]] == list(range(12))
+    for job in summary["jobs"]:
+        assert (sweep / job["folder"] / "metrics.json").exists()
+        keys = {o.split("=")[0] for o in job["overrides"]}
+        assert {"seed", "loss"} <= keys
+        assert job["val_acc_best"] is not None and job["test_acc"] is not None
+    table = (sweep / "summary.md").read_text()
+    assert sum(1 for line in table.splitlines() if line.startswith("| ") and "finished" in line) == 12
+
+
+def test_diverged_job_fails_with_reason_and_the_other_finishes(sweeps: dict[str, Any]) -> None:
+    sweep = sweeps["diverging"]
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["counts"] == {"finished": 1, "failed": 1}
+    (failure,) = summary["failures"]
+    assert "optimizer.lr=1e+30" in failure["overrides"]  # as Hydra records the sweep value
+    assert failure["reason"].startswith("NonFiniteError: training diverged: the training loss is nan")
+    ok = next(j for j in summary["jobs"] if j["status"] == "finished")
+    assert "optimizer.lr=0.01" in ok["overrides"] and ok["test_acc"] is not None
+    failed_dir = sweep / failure["folder"]
+    assert record(failed_dir)["status"] == "failed"
+    assert not (failed_dir / "checkpoints" / "last.ckpt").exists()  # no diverged weights to resume from
+    assert "## Failures" in (sweep / "summary.md").read_text()
+    _, _, err = sweeps["results"]["diverging"]
+    assert "error: job failed: NonFiniteError" in err
