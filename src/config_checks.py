@@ -406,6 +406,9 @@ def _call(group: str, node: Mapping[str, Any], factory: Any, **kwargs: Any) -> A
 
 
 def check_component_lists(c: Mapping[str, Any]) -> None:
+    io = c.get("checkpoint_io")
+    if io is not None and not (isinstance(io, Mapping) and isinstance(io.get("_target_"), str)):
+        fail("checkpoint_io", io, "must be a CheckpointIO config with a _target_, or null for Lightning's default")
     for group in ("callbacks", "logger"):
         node = c.get(group)
         if node is None:
@@ -435,8 +438,12 @@ def check_and_record(cfg: DictConfig, output_dir: str | Path) -> None:
     except ConfigError as err:
         from src.records import RunRecord
 
-        name = cfg.get("name") if isinstance(cfg.get("name", None), str) else None
-        RunRecord(output_dir, name=name).finish("failed", reason=f"ConfigError: {err}")
+        try:
+            name = cfg.get("name")
+        except OmegaConfBaseException:  # the name itself may be what cannot be resolved
+            name = None
+        record = RunRecord(output_dir, name=name if isinstance(name, str) else None)
+        record.finish("failed", reason=f"ConfigError: {err}")
         raise
 
 

@@ -2,17 +2,19 @@
 
 Why not Lightning's plain ``ddp``: without an external launcher it starts ranks 1..N-1 by running
 the command line again (``python -m src.train <overrides>``). Under Hydra that re-runs a whole
-multirun (``-m``) in every worker, and every worker writes the run record. Spawned workers run
+multirun (``-m``) in every worker, and every worker writes the run record. These workers run
 only ``trainer.fit`` / ``trainer.test``; the Hydra job, its folder and its record stay in the
 main process.
 
-Lightning's spawn launcher sends back only rank 0's last weights, the trainer state, the best
-checkpoint path and ``callback_metrics``. ``SpawnDDPStrategy`` also sends back what the run record
-is built from: every callback's state (best score of ``ModelCheckpoint``, the epoch history), the
-module's ``last_*`` results (the synchronised confusion matrices) and the data module's state, and
-it readies the data module's test split in the main process for the post-test analyses. An error
-in a worker is re-raised in the main process as its own type when it is one of ours
-(``NonFiniteError``, ``CheckpointError``, ``ConfigError``) with its one-line message.
+Lightning's multiprocessing launcher sends back only rank 0's last weights, the trainer state, the
+best checkpoint path and ``callback_metrics``. ``MultiprocessDDPStrategy`` also sends back what the
+run record is built from: every callback's state (the best score of ``ModelCheckpoint``, the epoch
+history), the module's ``last_*`` results (the synchronised confusion matrices), the fit loop's
+progress (epochs, global step) and the data module's state, and it readies the data module's test
+split in the main process for the post-test analyses. Under spawn it also gives every worker its
+own copy of the torchmetrics states (see ``_unshare_metric_states``). An error in a worker is
+re-raised in the main process as its own type when it is one of ours (``NonFiniteError``,
+``CheckpointError``, ``ConfigError``), with its one-line message.
 
 For GPUs on one or more machines use ``trainer=ddp`` under ``torchrun`` or SLURM (one process per
 GPU started from outside; see docs/reliability.md).
@@ -22,11 +24,13 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.apply_func import apply_to_collection
+from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from pytorch_lightning.trainer.states import TrainerFn
@@ -91,7 +95,7 @@ class _ResultsLauncher(_MultiProcessingLauncher):
 
     def _wrapping_function(self, process_idx: int, trainer: Any, function: Any, args: Any, kwargs: Any,
                            *rest: Any) -> None:  # fmt: skip
-        if self._start_method == "spawn":
+        if self._start_method in ("spawn", "forkserver"):  # arguments were pickled into shared memory
             apply_to_collection((args, kwargs), dtype=Module, function=_unshare_metric_states)
         super()._wrapping_function(process_idx, trainer, function, args, kwargs, *rest)
 
@@ -131,13 +135,19 @@ class _ResultsLauncher(_MultiProcessingLauncher):
                 datamodule.setup("test")
 
 
-class SpawnDDPStrategy(DDPStrategy):
-    """``DDPStrategy`` with workers started by multiprocessing (``spawn`` by default, or ``fork``)."""
+class MultiprocessDDPStrategy(DDPStrategy):
+    """``DDPStrategy`` whose workers are started by multiprocessing. ``start_method="auto"``: fork
+    on Linux CPUs (no re-import in the workers: a tiny run takes seconds), spawn for GPUs (CUDA
+    cannot be forked) and on other systems."""
 
-    def __init__(self, start_method: str = "spawn", **kwargs: Any) -> None:
-        if start_method not in ("spawn", "fork", "forkserver"):
-            raise ValueError(f"strategy start_method={start_method!r} is invalid: use spawn, fork or forkserver")
-        super().__init__(start_method=start_method, **kwargs)
+    def __init__(self, start_method: str = "auto", **kwargs: Any) -> None:
+        if start_method not in ("auto", "spawn", "fork", "forkserver"):
+            raise ValueError(f"start_method={start_method!r} is invalid: use auto, spawn, fork or forkserver")
+        self._auto_start = start_method == "auto"
+        super().__init__(start_method="spawn" if self._auto_start else start_method, **kwargs)
 
     def _configure_launcher(self) -> None:
+        if self._auto_start:  # the accelerator is known by now
+            cpu = self.accelerator is None or isinstance(self.accelerator, CPUAccelerator)
+            self._start_method = "fork" if cpu and sys.platform.startswith("linux") else "spawn"
         self._launcher = _ResultsLauncher(self, start_method=self._start_method)

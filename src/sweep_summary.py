@@ -98,6 +98,9 @@ def summarize(sweep_dir: str | Path) -> dict[str, Any]:
         if job["status"] != "finished"
     ]
     summary = {"sweep_dir": str(sweep_dir), "num_jobs": len(jobs), "counts": counts, "jobs": jobs, "failures": failures}
+    optimization = _load_yaml(sweep_dir / "optimization_results.yaml")  # written by the Optuna sweeper
+    if isinstance(optimization, dict):
+        summary["optimization"] = optimization
     write_json_atomic(sweep_dir / "summary.json", summary)
     write_text_atomic(sweep_dir / "summary.md", to_markdown(summary))
     return summary
@@ -125,6 +128,11 @@ def to_markdown(summary: dict[str, Any]) -> str:
         cells = [job["job"], job["folder"], " ".join(job["overrides"]), job["status"], job["val_acc_best"],
                  job["test_acc"]]  # fmt: skip
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    best = summary.get("optimization") or {}
+    if "best_params" in best:
+        items = best["best_params"].items()
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
+        lines += ["", f"Best ({best.get('name', 'search')}): {params} -> {_cell(best.get('best_value'))}"]
     if summary["failures"]:
         lines += ["", "## Failures", ""]
         for f in summary["failures"]:

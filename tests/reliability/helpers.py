@@ -15,6 +15,8 @@ import torch
 
 from tests.conftest import REPO, TINY
 
+# Without TensorBoard (figures, events) and the post-test analyses a tiny job costs half as much.
+LEAN = ["analysis.geometry=false", "logger.tensorboard=null", "callbacks.learning_rate=null"]
 # One epoch of two batches: a job costs about a second once the process is warm.
 QUICK = [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 

@@ -12,14 +12,14 @@ import torch
 from src.checkpointing import AtomicCheckpointIO, CheckpointError, load_checked, save_atomic
 from src.pipeline import run
 from tests.conftest import TINY, compose_config
-from tests.reliability.helpers import record
+from tests.reliability.helpers import LEAN, record
 
 
 @pytest.fixture(scope="module")
 def finished_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("ckpt") / "run"
     overrides = [f"data.root={synthetic_root}", *TINY, "loss=sphereface", "trainer.max_epochs=1",
-                 "trainer.limit_train_batches=2", "analysis.geometry=false"]  # fmt: skip
+                 "trainer.limit_train_batches=2", *LEAN]  # fmt: skip
     run(compose_config(overrides, output_dir=folder), folder)
     return folder
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.reliability.helpers import QUICK, finish, record, start, train_command
@@ -13,10 +14,11 @@ from tests.reliability.helpers import QUICK, finish, record, start, train_comman
 
 def test_two_process_ddp_counts_each_test_image_once(synthetic_root: Path, tmp_path: Path) -> None:
     folder = tmp_path / "ddp"
-    code, _, err = finish(start(train_command(f"data.root={synthetic_root}", *QUICK, "trainer=ddp_cpu",
-                                              "trainer.max_epochs=2", f"hydra.run.dir={folder}")), timeout=600)  # fmt: skip
+    cmd = train_command(f"data.root={synthetic_root}", *QUICK, "trainer=ddp_cpu", "trainer.max_epochs=2",
+                        f"hydra.run.dir={folder}")  # fmt: skip
+    code, out, err = finish(start(cmd), timeout=600)
     assert code == 0, err[-3000:]
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in err  # two processes really ran
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out + err  # two processes really ran
     rec = record(folder)
     assert rec["status"] == "finished"
     confusion = torch.tensor(rec["test_confusion"])
@@ -27,3 +29,34 @@ def test_two_process_ddp_counts_each_test_image_once(synthetic_root: Path, tmp_p
     assert len(rec["history"]) == 2 and rec["val_acc_best"] == max(r["val/acc"] for r in rec["history"])
     assert Path(rec["best_checkpoint"]).exists()
     assert list(folder.glob(".hydra/config.yaml")) and len(list(folder.parent.iterdir())) == 1  # one run folder
+
+
+def test_spawned_workers_get_their_own_metric_states() -> None:
+    """Under spawn every tensor reaches the workers in shared memory; Lightning copies parameters
+    and buffers only. Metric states left shared made each rank count every rank's images (a
+    confusion matrix summing to world size x the test set); the strategy gives each its own."""
+    from torchmetrics.classification import MulticlassConfusionMatrix
+
+    from src.distributed import MultiprocessDDPStrategy, _unshare_metric_states
+
+    module = torch.nn.Module()
+    module.confusion = MulticlassConfusionMatrix(3)
+    module.confusion.confmat.share_memory_()
+    shared = module.confusion.confmat
+    _unshare_metric_states(module)
+    assert not module.confusion.confmat.is_shared() and module.confusion.confmat is not shared
+    module.confusion.update(torch.tensor([0, 1]), torch.tensor([0, 2]))
+    assert int(shared.sum()) == 0 and int(module.confusion.confmat.sum()) == 2
+    assert MultiprocessDDPStrategy(start_method="spawn")._start_method == "spawn"
+
+
+def test_multi_gpu_preset_composes() -> None:
+    from src.config_checks import check_config
+    from src.errors import ConfigError
+    from tests.conftest import compose_config
+
+    cfg = compose_config(["trainer=ddp", "data.root=/nonexistent"])
+    assert cfg.trainer.strategy == "ddp" and cfg.trainer.accelerator == "gpu" and cfg.trainer.devices == "auto"
+    if not torch.cuda.is_available():  # a CPU-only machine is told so before anything starts
+        with pytest.raises(ConfigError, match="no CUDA GPU is available"):
+            check_config(cfg)

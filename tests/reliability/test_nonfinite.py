@@ -10,13 +10,13 @@ import torch
 
 from src.callbacks.nonfinite import NonFiniteError, NonFiniteGuard
 from src.pipeline import run
-from tests.reliability.helpers import record
+from tests.reliability.helpers import LEAN, record
 
 POISON = "+callbacks.poison._target_=tests.reliability.helpers.PoisonWeight"
 
 
 def test_exploding_loss_stops_the_run(tiny_config, tmp_path: Path) -> None:
-    cfg = tiny_config("optimizer=sgd", "optimizer.lr=1e30", "trainer.limit_train_batches=4")
+    cfg = tiny_config(*LEAN, "optimizer=sgd", "optimizer.lr=1e30", "trainer.limit_train_batches=4")
     with pytest.raises(NonFiniteError, match=r"training loss is (nan|inf)") as info:
         run(cfg, tmp_path / "run")
     assert "\n" not in str(info.value) and "optimizer.lr" in str(info.value)  # says what to try
@@ -26,8 +26,8 @@ def test_exploding_loss_stops_the_run(tiny_config, tmp_path: Path) -> None:
 
 def test_nan_weight_is_caught_and_never_checkpointed(tiny_config, tmp_path: Path) -> None:
     # Loss checks off, weights checked only at epoch end and before each checkpoint.
-    cfg = tiny_config(POISON, "callbacks.nonfinite.check_weights_every_n_steps=0", "trainer.limit_train_batches=3",
-                      "callbacks.nonfinite.check_loss_every_n_steps=0")  # fmt: skip
+    cfg = tiny_config(*LEAN, POISON, "callbacks.nonfinite.check_weights_every_n_steps=0",
+                      "trainer.limit_train_batches=3", "callbacks.nonfinite.check_loss_every_n_steps=0")  # fmt: skip
     with pytest.raises(NonFiniteError, match=r"weight \S+ holds nan values .*epoch 0") as info:
         run(cfg, tmp_path / "run")
     assert "\n" not in str(info.value)
@@ -48,8 +48,8 @@ def test_no_checkpoint_is_written_with_non_finite_weights() -> None:
 
 
 def test_weights_checked_every_n_steps(tiny_config, tmp_path: Path) -> None:
-    cfg = tiny_config(POISON, "callbacks.nonfinite.check_weights_every_n_steps=2", "trainer.limit_train_batches=5",
-                      "callbacks.nonfinite.check_loss_every_n_steps=0")  # fmt: skip
+    cfg = tiny_config(*LEAN, POISON, "callbacks.nonfinite.check_weights_every_n_steps=2",
+                      "trainer.limit_train_batches=5", "callbacks.nonfinite.check_loss_every_n_steps=0")  # fmt: skip
     with pytest.raises(NonFiniteError, match=r"after the optimizer step at epoch 0, global step 2"):
         run(cfg, tmp_path / "run")
 

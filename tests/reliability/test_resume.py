@@ -13,7 +13,7 @@ import torch
 
 from src.pipeline import run
 from tests.conftest import TINY, compose_config
-from tests.reliability.helpers import finish, record, start, train_command, wait_for
+from tests.reliability.helpers import LEAN, finish, record, start, train_command, wait_for
 
 HISTORY_KEYS = ("epoch", "step", "train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -35,7 +35,7 @@ def _same_weights(a: Path, b: Path) -> None:
 def test_sigkill_then_resume_matches_an_uninterrupted_run(synthetic_root: Path, tmp_path: Path) -> None:
     # SphereFace: its lambda schedule lives in a step buffer that must resume too.
     overrides = [f"data.root={synthetic_root}", *TINY, "loss=sphereface", "trainer.max_epochs=3",
-                 "trainer.limit_train_batches=4", "trainer.deterministic=true", "analysis.geometry=false"]  # fmt: skip
+                 "trainer.limit_train_batches=4", "trainer.deterministic=true", *LEAN]  # fmt: skip
     killed, reference = tmp_path / "killed", tmp_path / "reference"
     proc = start(train_command(*overrides, f"hydra.run.dir={killed}"))
 
@@ -72,7 +72,7 @@ def signalled_runs(synthetic_root: Path, tmp_path: Path) -> dict[str, tuple[Path
     procs = {}
     for name in ("SIGTERM", "SIGINT"):
         folder, marker = tmp_path / name, tmp_path / f"{name}.marker"
-        overrides = [f"data.root={synthetic_root}", *TINY, "analysis.geometry=false", "loss=sphereface"]
+        overrides = [f"data.root={synthetic_root}", *TINY, *LEAN, "loss=sphereface"]
         pause = ["+callbacks.pause._target_=tests.reliability.helpers.PauseAfterStep", "+callbacks.pause.step=3",
                  f"+callbacks.pause.marker={marker}", "+callbacks.pause.seconds=0.5"]  # fmt: skip
         procs[name] = (start(train_command(*overrides, *pause, f"hydra.run.dir={folder}")), folder, marker, overrides)
@@ -104,7 +104,7 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_then_resume(signalled_runs: dict) 
 
 def test_same_seed_deterministic_runs_are_identical(synthetic_root: Path, tmp_path: Path) -> None:
     overrides = [f"data.root={synthetic_root}", *TINY, "trainer.deterministic=true", "trainer.max_epochs=1",
-                 "trainer.limit_train_batches=3", "analysis.geometry=false", "seed=7"]  # fmt: skip
+                 "trainer.limit_train_batches=3", *LEAN, "seed=7"]  # fmt: skip
     a, b = (run(compose_config(overrides, output_dir=tmp_path / name), tmp_path / name) for name in ("a", "b"))
     for key in ("val_acc_best", "test_acc", "test_confusion", "global_step"):
         assert a[key] == b[key], key

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.reliability.helpers import QUICK, finish, record, start, train_command
+from tests.reliability.helpers import LEAN, QUICK, finish, record, start, train_command
 
 SEEDS, LOSSES = [0, 1, 2, 3, 4, 5], ["softmax", "cosface"]
 
@@ -19,7 +19,7 @@ SEEDS, LOSSES = [0, 1, 2, 3, 4, 5], ["softmax", "cosface"]
 @pytest.fixture(scope="module")
 def sweeps(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     cwd = tmp_path_factory.mktemp("sweeps")  # outputs/multiruns/... is created here, as for a user
-    common = [f"data.root={synthetic_root}", *QUICK, "analysis.geometry=false"]
+    common = [f"data.root={synthetic_root}", *QUICK, *LEAN]
     many = start(train_command("-m", f"seed={','.join(map(str, SEEDS))}", f"loss={','.join(LOSSES)}", *common), cwd)
     # One of these two jobs explodes: SGD with lr=1e30 turns the loss into NaN within two steps.
     diverging = start(train_command("-m", "optimizer=sgd", "optimizer.lr=0.01,1e30", *common), cwd)
@@ -83,3 +83,23 @@ def test_diverged_job_fails_with_reason_and_the_other_finishes(sweeps: dict[str,
     assert "## Failures" in (sweep / "summary.md").read_text()
     _, _, err = sweeps["results"]["diverging"]
     assert "error: job failed: NonFiniteError" in err
+
+
+def test_summary_of_an_unfinished_sweep(tmp_path: Path) -> None:
+    """A sweep stopped half-way (``python -m src.sweep_summary <folder>``): killed and missing jobs
+    are listed as such, not dropped."""
+    from src.sweep_summary import main, summarize
+
+    for num, status in ((0, "finished"), (1, "running"), (2, None)):
+        job = tmp_path / f"{num}_seed={num}"
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- seed={num}\n")
+        if status:
+            (job / "metrics.json").write_text(json.dumps({"status": status, "val_acc_best": 0.5, "test_acc": 0.4}))
+    summary = summarize(tmp_path)
+    assert [j["status"] for j in summary["jobs"]] == ["finished", "running", "missing"]
+    assert [f["job"] for f in summary["failures"]] == [1, 2]
+    killed, missing = (f["reason"] for f in summary["failures"])
+    assert "killed" in killed and "ended before its run started" in missing
+    main([str(tmp_path)])
+    assert (tmp_path / "summary.md").read_text().count("| seed=") == 3
