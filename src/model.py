@@ -80,7 +80,7 @@ class MarginClassifier(pl.LightningModule):
         # or no bar: one host sync per step on a GPU. So the live loss goes to the bar only when one
         # is shown (docs/performance.md); loggers get it every log_every_n_steps either way.
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=self._progress_bar_shown())
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from src.config_checks import check_and_record
 from src.model import MarginClassifier
 from src.records import RunRecord
 from src.utils.io import write_text_atomic
+
+
+log = logging.getLogger(__name__)
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -99,6 +103,8 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> dict[
 
     last = output_dir / "checkpoints" / "last.ckpt"
     resume_from = str(last) if cfg.get("resume") and last.exists() else None
+    if cfg.get("resume") and resume_from is None:
+        log.warning("resume=true but %s does not exist: starting this run from scratch", last)
     trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
     if trainer.interrupted:
         raise KeyboardInterrupt

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -61,4 +62,13 @@ class RunRecord:
         self.update(status=status, **fields)
 
     def save(self) -> None:
-        write_json_atomic(self.path, self.data)
+        # Under torchrun/SLURM every rank runs the pipeline; one writer keeps the record whole.
+        if _global_rank() == 0:
+            write_json_atomic(self.path, self.data)
+
+
+def _global_rank() -> int:
+    for var in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
