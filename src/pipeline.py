@@ -21,7 +21,6 @@ from src.model import MarginClassifier
 from src.records import RunRecord
 from src.utils.io import write_text_atomic
 
-
 log = logging.getLogger(__name__)
 
 
