@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import os
 import subprocess
 import sys
@@ -30,8 +31,18 @@ def run_env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
 
 
+def _default_sigint() -> None:
+    # A job started in the background by a non-interactive shell (CI runners, nohup) inherits
+    # SIGINT as ignored, and Python then never raises KeyboardInterrupt; a terminal user's Ctrl-C
+    # reaches a process whose SIGINT is at its default, so restore that in the child.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(cmd: list[str], cwd: Path | str = REPO) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=cwd, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
