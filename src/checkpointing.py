@@ -17,9 +17,7 @@ Remote paths (``s3://`` ...) fall back to Lightning's own writer (fsspec transac
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +26,8 @@ from typing import Any
 import torch
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from src.utils.io import atomic_writer
 
 
 class CheckpointError(RuntimeError):
@@ -38,34 +38,10 @@ def _is_local(path: _PATH) -> bool:
     return "://" not in str(path) or str(path).startswith("file://")
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not possible on every platform / filesystem
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_atomic(checkpoint: dict[str, Any], path: _PATH) -> None:
     """``torch.save`` to ``path`` through a temporary file + fsync + rename."""
-    path = Path(str(path).removeprefix("file://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_writer(Path(str(path).removeprefix("file://")), "wb") as f:
+        torch.save(checkpoint, f)
 
 
 def _first_line(err: BaseException) -> str:

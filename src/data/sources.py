@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from src.data.idx import GZIP_MAGIC, DatasetError, decode_idx, read_idx_bytes, write_idx
+from src.utils.io import fsync_dir
 
 __all__ = [
     "DATASETS",
@@ -407,7 +408,7 @@ def download_file(
         raw, data = read_idx_bytes(tmp)
         _verify_content(raw, data, fspec, verify, fspec.filename, strict=True)
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     except DatasetError as e:
         raise DatasetError(f"download of {url} failed: {e}") from e
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
@@ -416,20 +417,6 @@ def download_file(
         tmp.unlink(missing_ok=True)
     log.info("downloaded %s -> %s", url, dest)
     return dest
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform/filesystem, hence best effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------------------------
