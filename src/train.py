@@ -40,12 +40,13 @@ def main(cfg: DictConfig) -> float:
     except Exception as err:
         from src.callbacks.nonfinite import NonFiniteError
         from src.checkpointing import CheckpointError
+        from src.data.idx import DatasetError
 
         # The run record already says "failed" and why; in a sweep the other jobs go on.
         if multirun and not cfg.get("debug"):
             print(f"error: job failed: {type(err).__name__}: {err}", file=sys.stderr)
             return math.nan
-        if isinstance(err, (NonFiniteError, CheckpointError)) and not cfg.get("debug"):
+        if isinstance(err, (NonFiniteError, CheckpointError, DatasetError)) and not cfg.get("debug"):
             print(f"error: {err}", file=sys.stderr)  # diagnosed: one line, no traceback
             sys.exit(1)
         raise

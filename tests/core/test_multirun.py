@@ -68,3 +68,14 @@ def test_folder_suffix_is_one_short_safe_name() -> None:
     assert folder_suffix("experiment=study/softmax,seed=1") == "_experiment=study-softmax,seed=1"
     long_a, long_b = "x=1," * 100 + "a", "x=1," * 100 + "b"
     assert len(folder_suffix(long_a)) <= MAX_NAME + 1 and folder_suffix(long_a) != folder_suffix(long_b)
+
+
+def test_missing_dataset_is_one_clear_line(tmp_path: Path) -> None:
+    cmd = train_command("data.name=mnist", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
+                        f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert "mnist files not found" in line and str(tmp_path / "nowhere") in line and "download" in line
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
