@@ -94,6 +94,16 @@ def invalid(loss: str, key: str, value: object, rule: str) -> ValueError:
     return ValueError(f"loss.{key}={value} is invalid for {loss}: {rule}")
 
 
+def _as_float(loss: str, key: str, value: object, rule: str) -> float:
+    """``value`` as a float; booleans and non-numbers fail with the key's ``rule``."""
+    if isinstance(value, bool):
+        raise invalid(loss, key, value, rule)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise invalid(loss, key, value, rule) from None
+
+
 def check_real(
     loss: str,
     key: str,
@@ -109,12 +119,7 @@ def check_real(
         f"<= {high:g}" if high is not None else "",
     )
     rule = f"{key} must be a finite number " + " and ".join(r for r in rng if r)
-    if isinstance(value, bool):
-        raise invalid(loss, key, value, rule)
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise invalid(loss, key, value, rule) from None
+    v = _as_float(loss, key, value, rule)
     if (
         not math.isfinite(v)
         or (low is not None and (v <= low if low_open else v < low))
@@ -127,12 +132,7 @@ def check_real(
 def check_int(loss: str, key: str, value: object, *, low: int) -> int:
     """``value`` as an int >= low; integral floats such as 2.0 are accepted, 2.5 is not."""
     rule = f"{key} must be an integer >= {low}"
-    if isinstance(value, bool):
-        raise invalid(loss, key, value, rule)
-    try:
-        v = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise invalid(loss, key, value, rule) from None
+    v = _as_float(loss, key, value, rule)
     if not math.isfinite(v) or v != int(v) or int(v) < low:
         raise invalid(loss, key, value, rule)
     return int(v)
