@@ -27,12 +27,16 @@ class MarginClassifier(pl.LightningModule):
         class_names: list[str] | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        tta_hflip: bool = False,
     ) -> None:
         super().__init__()
         self.backbone, self.head = backbone, head
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         c = head.num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(c)]
+        # Test-time augmentation: validation, test and predict average the scores of each image and
+        # its mirror image (label-free; only sensible when training also flipped, data.hflip=true).
+        self.tta_hflip = bool(tta_hflip)
         if channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
         # Kept out of the module tree (plain attribute) so checkpoints hold one copy of the weights.
@@ -64,9 +68,20 @@ class MarginClassifier(pl.LightningModule):
         """Label-free class scores."""
         return self.head.scores(self.embed(images))
 
+    def predict_labels(self, images: torch.Tensor, embeddings: torch.Tensor | None = None) -> torch.Tensor:
+        """Label-free predicted classes; ``embeddings`` of ``images`` are reused when given."""
+        if embeddings is None:
+            embeddings = self.embed(images)
+        if not self.tta_hflip:
+            return self.head.predict(embeddings)
+        # Mean of raw scores, not of softmax probabilities: the margin heads' scores are cosines
+        # whose softmax depends on a scale the head may not have; the mean's argmax needs none.
+        mirrored = self.head.scores(self.embed(images.flip(-1)))
+        return (self.head.scores(embeddings) + mirrored).argmax(dim=1)
+
     def predict_step(self, batch: Any, batch_idx: int = 0) -> torch.Tensor:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.head.predict(self.embed(images))
+        return self.predict_labels(images)
 
     # --- steps -----------------------------------------------------------------------------
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -90,7 +105,7 @@ class MarginClassifier(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
         embeddings = self.embed(images)
-        preds = self.head.predict(embeddings)
+        preds = self.predict_labels(images, embeddings)
         self.log("val/loss", self.head(embeddings, labels), on_epoch=True, sync_dist=True)
         self.val_acc(preds, labels)
         self.val_acc_macro(preds, labels)
@@ -104,7 +119,7 @@ class MarginClassifier(pl.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
         embeddings = self.embed(images)
-        preds = self.head.predict(embeddings)
+        preds = self.predict_labels(images, embeddings)
         self.test_predictions.append(preds.detach().cpu())
         self.test_embeddings.append(embeddings.detach().float().cpu())
         self.test_labels.append(labels.detach().cpu())

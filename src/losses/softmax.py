@@ -5,15 +5,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from src.losses.base import LossHead, at_least_float32, no_autocast
+from src.losses.base import LossHead, at_least_float32, check_real, no_autocast
 
 
 class Softmax(LossHead):
-    """logits = W x + b; the scores are the same logits (no margin, no normalisation)."""
+    """logits = W x + b; the scores are the same logits (no margin, no normalisation).
 
-    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+    ``label_smoothing`` (0 <= eps < 1) spreads eps of each target's probability mass evenly over
+    all classes (Szegedy et al. 2016); 0 is the plain cross-entropy of the reference study.
+    """
+
+    def __init__(self, embedding_dim: int, num_classes: int, label_smoothing: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes)
         self.bias = nn.Parameter(torch.zeros(self.num_classes))
+        self.label_smoothing = check_real("softmax", "label_smoothing", label_smoothing, low=0.0, high=0.99)
 
     def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
         # float32 with autocast off, like every head: the logits feed a cross-entropy.
@@ -23,3 +28,7 @@ class Softmax(LossHead):
 
     def training_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.scores(embeddings)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = at_least_float32(self.training_logits(embeddings, labels))
+        return nn.functional.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
