@@ -11,9 +11,13 @@ import torch
 from src.pipeline import build
 
 
-@pytest.mark.parametrize("loss", ["softmax", "sphereface", "arcface", "cosface"])
-def test_test_predictions_ignore_labels(tiny_config, tmp_path: Path, loss: str) -> None:
-    cfg = tiny_config(f"loss={loss}")
+@pytest.mark.parametrize(
+    "overrides",
+    [["loss=softmax"], ["loss=sphereface"], ["loss=arcface"], ["loss=cosface"], ["model.tta_hflip=true"]],
+    ids=lambda o: "-".join(o),
+)
+def test_test_predictions_ignore_labels(tiny_config, tmp_path: Path, overrides: list[str]) -> None:
+    cfg = tiny_config(*overrides)
     datamodule, model = build(cfg)
     trainer = pl.Trainer(
         max_epochs=1, limit_train_batches=3, logger=False, enable_checkpointing=False,

@@ -55,12 +55,15 @@ def margin_loss(x, w, labels, target_fn, scale_fn) -> float:
     return mean(losses)
 
 
-def softmax_loss(x, w, b, labels) -> float:
+def softmax_loss(x, w, b, labels, label_smoothing: float = 0.0) -> float:
+    """Cross-entropy against the smoothed target (1 - eps) one_hot(y) + eps / C."""
+
+    def smoothed(logits: list[float], y: int) -> float:
+        nll = [cross_entropy(logits, j) for j in range(len(logits))]
+        return (1 - label_smoothing) * nll[y] + label_smoothing * mean(nll)
+
     return mean(
-        [
-            cross_entropy([dot(xi, wj) + bj for wj, bj in zip(w, b, strict=True)], y)
-            for xi, y in zip(x, labels, strict=True)
-        ]
+        [smoothed([dot(xi, wj) + bj for wj, bj in zip(w, b, strict=True)], y) for xi, y in zip(x, labels, strict=True)]
     )
 
 

@@ -12,11 +12,14 @@ from src.losses.combined import CombinedMargin
 from src.losses.contrastive import Contrastive
 from src.losses.cosface import CosFace
 from src.losses.normface import NormFace
+from src.losses.softmax import Softmax
 from src.losses.sphereface import SphereFace
 from src.losses.sphereface_plus import SphereFacePlus
 from src.losses.triplet import Triplet
 
 BAD = [
+    (Softmax, "label_smoothing", -0.1, ">= 0 and <= 0.99"),
+    (Softmax, "label_smoothing", 1.0, ">= 0 and <= 0.99"),
     (SphereFace, "m", 2.5, "integer >= 1"),
     (SphereFace, "m", 0, "integer >= 1"),
     (SphereFace, "m", -4, "integer >= 1"),

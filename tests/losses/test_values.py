@@ -53,6 +53,11 @@ Case = tuple[str, Callable[[], LossHead], Callable[[LossHead, list, list], float
 
 CASES: list[Case] = [
     ("softmax", lambda: Softmax(D, C), lambda h, x, y: softmax_loss(x, _w(h), h.bias.tolist(), y)),
+    (
+        "softmax_smoothed",
+        lambda: Softmax(D, C, label_smoothing=0.2),
+        lambda h, x, y: softmax_loss(x, _w(h), h.bias.tolist(), y, label_smoothing=0.2),
+    ),
     ("cosface", lambda: CosFace(D, C, m=0.35, s=30.0), lambda h, x, y: cosface_loss(x, _w(h), y, 0.35, 30.0)),
     (
         "cosface_m0.7",
