@@ -1,7 +1,11 @@
 """Stops a run whose loss or weights turn NaN / inf, with a message that says where and when.
 
-The training loss is checked every ``check_loss_every_n_steps`` steps (one boolean reduction; under
-DDP every rank takes the same decision, so no rank is left waiting in a collective). Parameters
+Every step's training loss is checked on its own device without a host sync: the first non-finite
+one is remembered there (epoch, batch, step, value). The host reads that record every
+``check_loss_every_n_steps`` steps, at the end of every epoch and before every checkpoint (one
+boolean reduction; under DDP every rank takes the same decision, so no rank is left waiting in a
+collective). So on a GPU the check costs no per-step sync, and the message still names the exact
+step where the loss first went bad, even when the run stops a few steps later. Parameters
 and floating-point buffers are checked every ``check_weights_every_n_steps`` optimizer steps, at
 the end of every training epoch and before every checkpoint is written, so a diverged model is
 never saved as ``last.ckpt`` and picked up by ``resume=true``.
@@ -38,20 +42,52 @@ class NonFiniteGuard(pl.Callback):
             raise ValueError("NonFiniteGuard: check intervals must be integers >= 0 (0 switches a check off)")
         self.loss_every = int(check_loss_every_n_steps)
         self.weights_every = int(check_weights_every_n_steps)
+        # On the loss's device: [epoch, batch, global step, loss] of the first non-finite loss; -1 = none.
+        self._first_bad: torch.Tensor | None = None
 
     # --- the checks ------------------------------------------------------------------------
     @staticmethod
     def _where(trainer: pl.Trainer) -> str:
         return f"epoch {trainer.current_epoch}, global step {trainer.global_step}"
 
-    def check_loss(self, trainer: pl.Trainer, loss: torch.Tensor | None, batch_idx: int) -> None:
-        local_bad = loss is not None and not bool(torch.isfinite(loss.detach()).all())
+    def note_loss(self, trainer: pl.Trainer, loss: torch.Tensor | None, batch_idx: int) -> None:
+        """Remember, on the loss's device and without a host sync, the first non-finite loss."""
+        if loss is None:
+            return
+        loss = loss.detach().float().reshape(-1)
+        if self._first_bad is None:
+            self._first_bad = torch.full((4,), -1.0, device=loss.device)
+        finite = torch.isfinite(loss)
+        bad = ~finite.all() & (self._first_bad[0] < 0)
+        # Python numbers are written with fills, not host-to-device copies: nothing here waits.
+        stamp = torch.zeros_like(self._first_bad)
+        stamp[0], stamp[1], stamp[2] = float(trainer.current_epoch), float(batch_idx), float(trainer.global_step)
+        stamp[3] = torch.where(finite, torch.zeros_like(loss), loss).sum()  # nan if any nan, else +-inf
+        self._first_bad = torch.where(bad, stamp, self._first_bad)
+
+    def read_loss(self, trainer: pl.Trainer) -> None:
+        """The host sync: raise if any rank has seen a non-finite loss since training began."""
+        first = self._first_bad
+        if first is None:  # no step yet (every rank is in the same state: no collective is skipped alone)
+            return
+        local_bad = bool(first[0] >= 0)
         if trainer.strategy.reduce_boolean_decision(local_bad, all=False):
-            value = _describe(loss) if local_bad and loss is not None else "non-finite on another process"
+            if local_bad:
+                epoch, batch, step, value = first.tolist()
+                kind = "nan" if value != value else "inf"
+                raise NonFiniteError(
+                    f"training diverged: the training loss is {kind} at epoch {int(epoch)}, batch {int(batch)} "
+                    f"(global step {int(step)}); {HINT}"
+                )
             raise NonFiniteError(
-                f"training diverged: the training loss is {value} at epoch {trainer.current_epoch}, batch "
-                f"{batch_idx} (global step {trainer.global_step}); {HINT}"
+                f"training diverged: the training loss is non-finite on another process by "
+                f"{self._where(trainer)}; {HINT}"
             )
+
+    def check_loss(self, trainer: pl.Trainer, loss: torch.Tensor | None, batch_idx: int) -> None:
+        """Note ``loss`` and read the record at once (what every step does with the interval 1)."""
+        self.note_loss(trainer, loss, batch_idx)
+        self.read_loss(trainer)
 
     def check_weights(self, trainer: pl.Trainer, module: pl.LightningModule, when: str) -> None:
         """Weights are identical on every DDP rank, so each rank decides alone (no collective)."""
@@ -75,16 +111,22 @@ class NonFiniteGuard(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self.loss_every and batch_idx % self.loss_every == 0:
+        if self.loss_every:
             loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-            self.check_loss(trainer, loss if isinstance(loss, torch.Tensor) else None, batch_idx)
+            self.note_loss(trainer, loss if isinstance(loss, torch.Tensor) else None, batch_idx)
+            if batch_idx % self.loss_every == 0:
+                self.read_loss(trainer)
         if self.weights_every and trainer.global_step % self.weights_every == 0:
             self.check_weights(trainer, pl_module, "after the optimizer step")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.loss_every:
+            self.read_loss(trainer)
         self.check_weights(trainer, pl_module, "at the end of the epoch")
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        if self.loss_every:
+            self.read_loss(trainer)
         self.check_weights(trainer, pl_module, "so the checkpoint was not written")

@@ -78,14 +78,14 @@ def _count_syncs(monkeypatch: pytest.MonkeyPatch, counts: Counter) -> None:
 
 def _fit_and_count(tiny_config, monkeypatch: pytest.MonkeyPatch, steps: int) -> Counter:
     """Sync-like calls made during a fit of ``steps`` steps with the real callbacks and logger
-    (progress bar off, as in background runs). NonFiniteGuard is left out: it checks the loss on
-    the host by design, every ``check_loss_every_n_steps`` steps. SGD, because Adam and AdamW
+    (progress bar off, as in background runs), NonFiniteGuard included: it checks each loss on the
+    device and reads the verdict every ``check_loss_every_n_steps`` (default 50) steps. SGD, because Adam and AdamW
     read their step counters with ``.item()`` per parameter (CPU tensors unless capturable=True,
     so no GPU sync, but they would hide one here)."""
     cfg = tiny_config("trainer.max_epochs=1", f"trainer.limit_train_batches={steps}", "trainer.limit_val_batches=0",
                       "trainer.log_every_n_steps=1000", "optimizer=sgd")
     datamodule, model = build(cfg)
-    callbacks = [instantiate(c) for k, c in cfg.callbacks.items() if c is not None and k != "nonfinite"]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=[instantiate(c) for c in cfg.logger.values()])
     counts: Counter = Counter()
     _count_syncs(monkeypatch, counts)

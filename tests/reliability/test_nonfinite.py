@@ -70,3 +70,31 @@ def test_guard_accepts_finite_values_and_rejects_bad_options() -> None:
         guard.check_loss(Trainer(), torch.tensor(float("inf")), batch_idx=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         NonFiniteGuard(check_loss_every_n_steps=-1)
+
+
+def test_loss_is_checked_on_device_every_step_and_read_later() -> None:
+    """Between host reads every loss is still looked at: the message names the first bad step."""
+
+    class Strategy:
+        @staticmethod
+        def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
+            return decision
+
+    class Trainer:
+        strategy, current_epoch, global_step = Strategy(), 2, 0
+
+    guard, trainer = NonFiniteGuard(check_loss_every_n_steps=50), Trainer()
+    for batch, value in enumerate([0.7, 0.6, float("inf"), float("nan"), 0.5]):
+        trainer.global_step = 100 + batch
+        guard.note_loss(trainer, torch.tensor(value), batch)  # type: ignore[arg-type]
+    with pytest.raises(NonFiniteError, match=r"loss is inf at epoch 2, batch 2 \(global step 102\)"):
+        guard.read_loss(trainer)  # type: ignore[arg-type]
+
+
+def test_default_interval_still_stops_a_short_diverging_epoch(tiny_config, tmp_path: Path) -> None:
+    """With reads every 50 steps, a 4-step epoch that diverges is still stopped at its end."""
+    cfg = tiny_config(*LEAN, "optimizer=sgd", "optimizer.lr=1e30", "trainer.limit_train_batches=4",
+                      "callbacks.nonfinite.check_loss_every_n_steps=50",
+                      "callbacks.nonfinite.check_weights_every_n_steps=0")  # fmt: skip
+    with pytest.raises(NonFiniteError, match=r"training loss is (nan|inf) at epoch 0, batch [1-3]"):
+        run(cfg, tmp_path / "run")
