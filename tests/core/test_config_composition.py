@@ -88,3 +88,19 @@ def test_one_cycle_survives_tiny_runs() -> None:
         for _ in range(total):
             optimizer.step()
             scheduler.step()
+
+
+def test_recipe_experiment_is_exactly_the_recorded_overrides() -> None:
+    """experiments/recipe_seed_cnn/ ran these overrides on the default config; the experiment file
+    must compose to the same training config, so its command reproduces the recorded runs."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_config
+
+    recorded = [
+        "data.batch_size=64", "loss.label_smoothing=0.1", "data.hflip=true", "model.tta_hflip=true",
+        "callbacks.ema={_target_:src.callbacks.ema.EMA,decay:0.999}",
+    ]  # fmt: skip
+    by_hand = OmegaConf.to_container(compose_config(recorded))
+    by_file = OmegaConf.to_container(compose_config(["experiment=recipe_seed_cnn"]))
+    assert by_hand == by_file
