@@ -53,7 +53,7 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, MarginClassifier]:
         class_names=datamodule.class_names,
         channels_last=cfg.channels_last,
         compile=cfg.compile,
-        tta_hflip=bool(cfg.model.get("tta_hflip", False)),
+        tta_hflip=cfg.model.tta_hflip,
     )
     return datamodule, model
 

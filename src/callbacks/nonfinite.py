@@ -68,7 +68,9 @@ class NonFiniteGuard(pl.Callback):
     def read_loss(self, trainer: pl.Trainer) -> None:
         """The host sync: raise if any rank has seen a non-finite loss since training began."""
         first = self._first_bad
-        if first is None:  # no step yet (every rank is in the same state: no collective is skipped alone)
+        # No loss noted yet, or loss checks off: every rank is in the same state, so none skips a
+        # collective alone.
+        if first is None:
             return
         local_bad = bool(first[0] >= 0)
         if trainer.strategy.reduce_boolean_decision(local_bad, all=False):
@@ -83,11 +85,6 @@ class NonFiniteGuard(pl.Callback):
                 f"training diverged: the training loss is non-finite on another process by "
                 f"{self._where(trainer)}; {HINT}"
             )
-
-    def check_loss(self, trainer: pl.Trainer, loss: torch.Tensor | None, batch_idx: int) -> None:
-        """Note ``loss`` and read the record at once (what every step does with the interval 1)."""
-        self.note_loss(trainer, loss, batch_idx)
-        self.read_loss(trainer)
 
     def check_weights(self, trainer: pl.Trainer, module: pl.LightningModule, when: str) -> None:
         """Weights are identical on every DDP rank, so each rank decides alone (no collective)."""
@@ -120,13 +117,11 @@ class NonFiniteGuard(pl.Callback):
             self.check_weights(trainer, pl_module, "after the optimizer step")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.loss_every:
-            self.read_loss(trainer)
+        self.read_loss(trainer)
         self.check_weights(trainer, pl_module, "at the end of the epoch")
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        if self.loss_every:
-            self.read_loss(trainer)
+        self.read_loss(trainer)
         self.check_weights(trainer, pl_module, "so the checkpoint was not written")

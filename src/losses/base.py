@@ -24,6 +24,10 @@ class LossHead(nn.Module):
     """Base class: class weights plus a training loss. Subclasses implement ``training_logits``
     and ``scores``; heads whose loss is not a plain cross-entropy also override ``forward``."""
 
+    # Share of each target's probability spread evenly over all classes by the cross-entropy in
+    # ``forward``; a head that offers it sets it from its config (see Softmax).
+    label_smoothing: float = 0.0
+
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__()
         if int(embedding_dim) < 1:
@@ -44,7 +48,7 @@ class LossHead(nn.Module):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         logits = self.training_logits(embeddings, labels)
         # float32 at least (float64 stays float64 so the loss can be gradchecked).
-        return nn.functional.cross_entropy(at_least_float32(logits), labels)
+        return nn.functional.cross_entropy(at_least_float32(logits), labels, label_smoothing=self.label_smoothing)
 
     def predict(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Label-free prediction: the argmax of ``scores``."""

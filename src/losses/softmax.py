@@ -11,7 +11,7 @@ from src.losses.base import LossHead, at_least_float32, check_real, no_autocast
 class Softmax(LossHead):
     """logits = W x + b; the scores are the same logits (no margin, no normalisation).
 
-    ``label_smoothing`` (0 <= eps < 1) spreads eps of each target's probability mass evenly over
+    ``label_smoothing`` (0 <= eps <= 0.99) spreads eps of each target's probability mass evenly over
     all classes (Szegedy et al. 2016); 0 is the plain cross-entropy of the reference study.
     """
 
@@ -28,7 +28,3 @@ class Softmax(LossHead):
 
     def training_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.scores(embeddings)
-
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        logits = at_least_float32(self.training_logits(embeddings, labels))
-        return nn.functional.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)

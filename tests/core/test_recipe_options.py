@@ -46,8 +46,7 @@ def test_ema_resume_restores_raw_and_averaged_weights(tiny_config, tmp_path: Pat
 
     datamodule, resumed = build(tiny_config())
     ema = EMA(decay=0.9)
-    trainer = _trainer(tmp_path, ema)
-    trainer.fit_loop.max_epochs = 2  # nothing left to train: only the restore runs
+    trainer = _trainer(tmp_path, ema)  # max_epochs=2 again: nothing left to train, only the restore runs
     trainer.fit(resumed, datamodule=datamodule, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
     # After fit the callback copies the average into the model, so both now hold the EMA weights,
     # and the average it restored is the saved one.

@@ -54,36 +54,37 @@ def test_weights_checked_every_n_steps(tiny_config, tmp_path: Path) -> None:
         run(cfg, tmp_path / "run")
 
 
+class _Strategy:
+    @staticmethod
+    def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
+        return decision
+
+
+class _Trainer:
+    """The three trainer attributes the loss check reads (one process: no collective)."""
+
+    def __init__(self, current_epoch: int, global_step: int) -> None:
+        self.strategy, self.current_epoch, self.global_step = _Strategy(), current_epoch, global_step
+
+
+def _check(guard: NonFiniteGuard, trainer: _Trainer, loss: torch.Tensor | None, batch_idx: int) -> None:
+    guard.note_loss(trainer, loss, batch_idx)  # type: ignore[arg-type]
+    guard.read_loss(trainer)  # type: ignore[arg-type]
+
+
 def test_guard_accepts_finite_values_and_rejects_bad_options() -> None:
-    class Strategy:
-        @staticmethod
-        def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
-            return decision
-
-    class Trainer:
-        strategy, current_epoch, global_step = Strategy(), 0, 7
-
-    guard = NonFiniteGuard()
-    guard.check_loss(Trainer(), torch.tensor(1.5), batch_idx=0)  # type: ignore[arg-type]
-    guard.check_loss(Trainer(), None, batch_idx=0)  # type: ignore[arg-type]
+    guard, trainer = NonFiniteGuard(), _Trainer(0, 7)
+    _check(guard, trainer, torch.tensor(1.5), batch_idx=0)
+    _check(guard, trainer, None, batch_idx=0)
     with pytest.raises(NonFiniteError, match="is inf at epoch 0, batch 3"):
-        guard.check_loss(Trainer(), torch.tensor(float("inf")), batch_idx=3)  # type: ignore[arg-type]
+        _check(guard, trainer, torch.tensor(float("inf")), batch_idx=3)
     with pytest.raises(ValueError):
         NonFiniteGuard(check_loss_every_n_steps=-1)
 
 
 def test_loss_is_checked_on_device_every_step_and_read_later() -> None:
     """Between host reads every loss is still looked at: the message names the first bad step."""
-
-    class Strategy:
-        @staticmethod
-        def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
-            return decision
-
-    class Trainer:
-        strategy, current_epoch, global_step = Strategy(), 2, 0
-
-    guard, trainer = NonFiniteGuard(check_loss_every_n_steps=50), Trainer()
+    guard, trainer = NonFiniteGuard(check_loss_every_n_steps=50), _Trainer(2, 0)
     for batch, value in enumerate([0.7, 0.6, float("inf"), float("nan"), 0.5]):
         trainer.global_step = 100 + batch
         guard.note_loss(trainer, torch.tensor(value), batch)  # type: ignore[arg-type]
