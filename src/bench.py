@@ -58,7 +58,7 @@ from omegaconf import DictConfig, open_dict
 
 from src.data.batches import InMemoryBatches
 from src.model import MarginClassifier
-from src.pipeline import build
+from src.pipeline import build, configure_hardware
 from src.utils.resolvers import register_resolvers
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -83,6 +83,8 @@ def compose_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         cfg.pop("hydra")
+        # The same precision and flush-to-zero choices as src.train makes (trainer.precision=auto).
+        cfg.trainer.precision = configure_hardware(cfg)["precision"]
     return cfg
 
 

@@ -30,7 +30,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 PRECISIONS = (
-    "32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16", "bf16-true", "16-true", "64-true", "64",
+    "auto", "32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16", "bf16-true", "16-true", "64-true", "64",
     "transformer-engine", "transformer-engine-float16",
 )  # fmt: skip
 # Precisions that need a CUDA GPU (Lightning refuses 16-bit *mixed* precision on the CPU).
@@ -154,7 +154,7 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
 
 def check_top_level(c: Mapping[str, Any]) -> None:
     check_int("seed", c.get("seed"), 0, MAX_SEED)
-    for key in ("test", "channels_last", "compile", "debug", "resume"):
+    for key in ("test", "channels_last", "compile", "debug", "resume", "flush_denormals"):
         if key in c:
             check_bool(key, c[key])
     check_choice("matmul_precision", c.get("matmul_precision"), MATMUL_PRECISIONS)
@@ -169,7 +169,7 @@ def check_top_level(c: Mapping[str, Any]) -> None:
                 check_int(f"analysis.{key}", value, 1)
 
 
-def _device_kind(accelerator: str) -> str:
+def device_kind(accelerator: str) -> str:
     """cpu | cuda | mps: the device ``accelerator`` ends up on (``auto`` resolved like Lightning)."""
     import torch
 
@@ -246,7 +246,7 @@ def check_trainer(t: Mapping[str, Any]) -> None:
     _check_trainer_keys(t)
     accelerator = t.get("accelerator", "auto")
     check_choice("trainer.accelerator", accelerator, ACCELERATORS)
-    kind = _device_kind(accelerator)
+    kind = device_kind(accelerator)
     if kind == "cuda" and not torch.cuda.is_available():
         fail("trainer.accelerator", accelerator, "no CUDA GPU is available here; use trainer.accelerator=auto or cpu")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -431,22 +431,6 @@ def check_config(cfg: DictConfig) -> None:
     check_optimisation(c)
 
 
-def check_and_record(cfg: DictConfig, output_dir: str | Path) -> None:
-    """``check_config``; on a mistake the run folder's record says ``failed`` and why, then it raises."""
-    try:
-        check_config(cfg)
-    except ConfigError as err:
-        from src.records import RunRecord
-
-        try:
-            name = cfg.get("name")
-        except OmegaConfBaseException:  # the name itself may be what cannot be resolved
-            name = None
-        record = RunRecord(output_dir, name=name if isinstance(name, str) else None)
-        record.finish("failed", reason=f"ConfigError: {err}")
-        raise
-
-
 # ------------------------------------------------------------------------------------------
 # Hydra's own errors (composition happens before our code runs)
 # ------------------------------------------------------------------------------------------
@@ -521,6 +505,12 @@ def cli(main: Any, argv: list[str] | None = None) -> None:
     os.environ[_MARK] = "1"
     try:
         main()
+        from src.sweep_summary import LAST, unfinished_jobs
+
+        if unfinished_jobs():  # a sweep's exit status says whether every job finished
+            counts = ", ".join(f"{n} {status}" for status, n in sorted(LAST["counts"].items()))
+            print(f"error: sweep {LAST['sweep_dir']}: {counts} (see summary.md there)", file=sys.stderr)
+            sys.exit(1)
     except (HydraException, OmegaConfBaseException) as err:
         if _state["job_started"]:
             raise

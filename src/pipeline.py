@@ -16,9 +16,10 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
 from src.callbacks.signals import interruption
-from src.config_checks import check_and_record
+from src.config_checks import check_config
 from src.model import MarginClassifier
 from src.records import RunRecord
+from src.run_folder import admit
 from src.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,33 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, MarginClassifier]:
     return datamodule, model
 
 
-def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
-    """Train, select the best validation checkpoint, test it once; returns the final metrics."""
+def run(cfg: DictConfig, output_dir: Path, checked: bool = False) -> dict[str, Any]:
+    """Train, select the best validation checkpoint, test it once; returns the final metrics.
+
+    Nothing is written before the config is checked and the run folder has admitted the command
+    (``src.run_folder``): a mistake leaves a finished run, and every other run, exactly as it was.
+    """
+    if not checked:  # src.train checks before its heavy imports and says so
+        check_config(cfg)  # ConfigError before any data is read or any file written
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    plan = admit(output_dir, resolved, bool(cfg.get("resume")))
+    if plan.action == "done":
+        log.info("%s already holds this finished run: nothing to do", output_dir)
+        print(f"already finished: {_summary_line(plan.record, output_dir)}")
+        return plan.record
     output_dir.mkdir(parents=True, exist_ok=True)
-    check_and_record(cfg, output_dir)  # ConfigError (record: failed) before any data is read
-    write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if plan.action == "start":
+        set_aside_stale_checkpoints(output_dir)
+        write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_hydra_files(output_dir, cfg)
     record = RunRecord(
-        output_dir, name=cfg.name, seed=int(cfg.seed), loss=_choice("loss"), backbone=_choice("backbone"),
+        output_dir, previous=plan.record if plan.action == "resume" else None,
+        name=cfg.name, seed=int(cfg.seed), loss=_choice("loss"), backbone=_choice("backbone"),
         loss_params={k: v for k, v in OmegaConf.to_container(cfg.loss, resolve=True).items() if k != "_target_"},
         data=str(cfg.data.name), experiment=_choice("experiment"),
     )
     try:
-        metrics = _fit_and_test(cfg, output_dir, record)
+        metrics = _fit_and_test(cfg, output_dir, record, plan.checkpoint)
     except KeyboardInterrupt:
         record.finish("interrupted", reason="KeyboardInterrupt")
         raise
@@ -83,7 +99,69 @@ def run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     except BaseException as err:
         record.finish("failed", reason=f"{type(err).__name__}: {err}")
         raise
+    print(_summary_line(metrics, output_dir))
     return metrics
+
+
+def _summary_line(metrics: dict[str, Any], output_dir: Path) -> str:
+    """The honest result in one line: test accuracy of the validation-selected checkpoint, and where."""
+    test = metrics.get("test_acc")
+    shown = f"test accuracy {100 * test:.2f}%" if isinstance(test, float) else "no test (test=false)"
+    val = metrics.get("val_acc_best")
+    best = f"best validation accuracy {100 * val:.2f}%, " if isinstance(val, float) else ""
+    return f"{best}{shown} (checkpoint chosen on validation); run folder {output_dir}"
+
+
+def set_aside_stale_checkpoints(output_dir: Path) -> None:
+    """A run started afresh in a folder with unreadable checkpoints moves them out of the way, so
+    the new run's checkpoints never mix with them (and resume never picks them)."""
+    folder = output_dir / "checkpoints"
+    stale = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+    if stale:
+        target = folder / "unusable"
+        target.mkdir(exist_ok=True)
+        for path in stale:
+            path.replace(target / path.name)
+        log.warning("moved %d unusable checkpoint(s) to %s", len(stale), target)
+
+
+def write_hydra_files(output_dir: Path, cfg: DictConfig) -> None:
+    """Hydra's ``.hydra/`` copies (config, hydra, overrides), written once the run is admitted.
+
+    ``conf/hydra/default.yaml`` sets ``output_subdir: null`` so that Hydra does not write them
+    itself before our checks: a rejected command must not touch an existing run's files."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    folder = output_dir / ".hydra"
+    folder.mkdir(exist_ok=True)
+    overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
+    write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
+
+
+def configure_hardware(cfg: DictConfig) -> dict[str, Any]:
+    """Resolve ``trainer.precision=auto`` and set flush-to-zero; returns what was chosen and why."""
+    from src.config_checks import device_kind
+    from src.utils.hardware import flush_denormals, resolve_precision
+
+    kind = device_kind(str(cfg.trainer.get("accelerator", "auto")))
+    choice = resolve_precision(str(cfg.trainer.get("precision", "32-true")), kind)
+    flush = flush_denormals(bool(cfg.get("flush_denormals", True))) if kind == "cpu" else "n/a (not a CPU run)"
+    log.info("precision %s (%s); flush denormals: %s", choice.precision, choice.reason, flush)
+    return {"precision": choice.precision, "precision_reason": choice.reason, "flush_denormals": flush}
+
+
+def _score(checkpoint: ModelCheckpoint | None) -> float:
+    score = checkpoint.best_model_score if checkpoint else None
+    return float(score) if score is not None else float("nan")
+
+
+def _best_path(checkpoint: ModelCheckpoint | None) -> str | None:
+    return str(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
 
 
 def _choice(group: str) -> str | None:
@@ -92,29 +170,36 @@ def _choice(group: str) -> str | None:
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
 
 
-def _fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> dict[str, Any]:
+def _fit_and_test(
+    cfg: DictConfig, output_dir: Path, record: RunRecord, resume_from: Path | None
+) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     torch.set_float32_matmul_precision(str(cfg.matmul_precision))
+    hardware = configure_hardware(cfg)
+    record.update(**hardware)
     datamodule, model = build(cfg)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
     plugins = [instantiate(cfg.checkpoint_io)] if cfg.get("checkpoint_io") else None  # atomic, weights_only
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins)
-
-    last = output_dir / "checkpoints" / "last.ckpt"
-    resume_from = str(last) if cfg.get("resume") and last.exists() else None
-    if cfg.get("resume") and resume_from is None:
-        log.warning("resume=true but %s does not exist: starting this run from scratch", last)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-    if trainer.interrupted:
-        raise KeyboardInterrupt
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, precision=hardware["precision"]
+    )
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     history = next((c for c in callbacks if isinstance(c, EpochHistory)), None)
-    best_score = checkpoint.best_model_score if checkpoint else None
+    if history is not None:  # the record follows every epoch, so a killed run still shows what it did
+        history.listener = lambda rows: record.update(
+            history=rows, val_acc_best=_score(checkpoint), best_checkpoint=_best_path(checkpoint)
+        )
+    if resume_from is not None:
+        log.info("resuming from %s", resume_from)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+
     metrics: dict[str, Any] = {
-        "val_acc_best": float(best_score) if best_score is not None else float("nan"),
-        "best_checkpoint": str(checkpoint.best_model_path) if checkpoint else None,
+        "val_acc_best": _score(checkpoint),
+        "best_checkpoint": _best_path(checkpoint),
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
         "history": history.epochs if history else [],
@@ -123,8 +208,8 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> dict[
     record.update(**metrics)
 
     if cfg.test:
-        ckpt = "best" if checkpoint and checkpoint.best_model_path else None
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+        ckpt = _best_path(checkpoint)  # by path: "best" is ambiguous beside latest_checkpoint
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]  # the one test
         metrics.update({key.replace("/", "_"): float(value) for key, value in results.items()})
         confusion = getattr(model, "last_test_confusion", None)
         if confusion is not None:

@@ -34,28 +34,65 @@ def git_commit() -> str:
         return "unknown"
 
 
+def command_line() -> str:
+    """The command as typed (``python -m src.train`` and its overrides), for the record."""
+    import shlex
+    import sys
+
+    args = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("train.py", "__main__.py")) else sys.argv[1:]
+    return " ".join(["python -m src.train", *(shlex.quote(a) for a in args)])
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine_description() -> str:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return f"{socket.gethostname()} {platform.machine()} {torch.get_num_threads()} threads, {device}"
+    return f"{socket.gethostname()} {platform.machine()} {cpu_model()}, {torch.get_num_threads()} threads, {device}"
 
 
 class RunRecord:
-    def __init__(self, folder: str | Path, **fields: Any) -> None:
+    """``previous``: the record of earlier segments of the same run (a resume). Its history and
+    start time are kept, ``wall_time_s`` adds this segment's time to theirs, and each segment's
+    commit, machine and time are listed under ``segments``."""
+
+    def __init__(self, folder: str | Path, previous: dict[str, Any] | None = None, **fields: Any) -> None:
         self.path = Path(folder) / RECORD_NAME
         self.started = time.time()
-        self.data: dict[str, Any] = {
-            "status": "running",
+        previous = dict(previous or {})
+        self.earlier_wall_time = float(previous.get("wall_time_s") or 0.0)
+        segment = {
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "commit": git_commit(),
             "machine": machine_description(),
+            "command": command_line(),
+        }
+        segments = [*previous.get("segments", []), segment] if previous else [segment]
+        previous.pop("reason", None)
+        self.data: dict[str, Any] = {
+            **previous,
+            "status": "running",
+            "started_at": previous.get("started_at", segment["started_at"]),
+            "commit": segment["commit"],
+            "machine": segment["machine"],
+            "command": segment["command"],
             "torch": torch.__version__,
             **fields,
+            "segments": segments,
         }
         self.save()
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
-        self.data["wall_time_s"] = round(time.time() - self.started, 2)
+        self.data["wall_time_s"] = round(self.earlier_wall_time + time.time() - self.started, 2)
         self.save()
 
     def finish(self, status: str, **fields: Any) -> None:

@@ -140,16 +140,41 @@ def to_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class SweepSummary(Callback):
-    """Hydra callback: writes the sweep's summary when a multirun ends."""
+# The latest summary this process wrote; ``src.config_checks.cli`` turns unfinished jobs into a
+# non-zero exit status.
+LAST: dict[str, Any] = {}
 
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+
+def unfinished_jobs() -> int:
+    """How many jobs of this process's sweep did not finish (0 when no sweep ran)."""
+    return sum(n for status, n in LAST.get("counts", {}).items() if status != "finished")
+
+
+class SweepSummary(Callback):
+    """Hydra callback: rewrites the sweep's summary after every job (so a sweep stopped part-way
+    still has one) and when the multirun ends."""
+
+    def _write(self, config: DictConfig) -> dict[str, Any] | None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if not sweep_dir.is_dir():
             log.warning(f"sweep summary: {sweep_dir} does not exist")
-            return
+            return None
         summary = summarize(sweep_dir)
-        log.info(f"sweep summary: {summary['num_jobs']} jobs {summary['counts']} -> {sweep_dir / 'summary.md'}")
+        LAST.clear()
+        LAST.update(summary)
+        return summary
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        try:
+            self._write(config)
+        except OSError as err:  # a full disk must not stop the sweep's other jobs
+            log.warning(f"sweep summary not written: {err}")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        summary = self._write(config)
+        if summary is not None:
+            sweep_dir = Path(str(config.hydra.sweep.dir))
+            log.info(f"sweep summary: {summary['num_jobs']} jobs {summary['counts']} -> {sweep_dir / 'summary.md'}")
 
 
 def main(argv: list[str] | None = None) -> None:

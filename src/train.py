@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from pathlib import Path
@@ -19,24 +20,34 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Runs one job and returns its best validation accuracy (the value a sweeper optimises)."""
-    from src.config_checks import check_and_record, job_started
+    from src.config_checks import check_config, job_started
     from src.errors import ConfigError
 
     job_started()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        check_and_record(cfg, output_dir)  # a mistake is reported before the heavy imports and any data
+        check_config(cfg)  # a mistake is reported before the heavy imports and any data
         from src.pipeline import run  # heavy imports after Hydra has parsed the command line
 
-        return run(cfg, output_dir)["val_acc_best"]
+        return run(cfg, output_dir, checked=True)["val_acc_best"]
     except ConfigError as err:
         if cfg.get("debug"):
             raise
         print(f"error: {err}", file=sys.stderr)
-        if multirun:  # the job's record says why; the sweep goes on
+        if multirun:  # the job's folder says why it did not run; the sweep goes on
+            from src.run_folder import RunFolderError, record_rejected
+
+            if not isinstance(err, RunFolderError):
+                record_rejected(output_dir, cfg, err)
             return math.nan
+        _remove_if_empty(output_dir)  # a rejected single run leaves nothing behind
         sys.exit(2)
+    except OSError as err:
+        if multirun or cfg.get("debug"):
+            raise
+        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)  # full disk, read-only folder, ...
+        sys.exit(1)
     except Exception as err:
         from src.callbacks.nonfinite import NonFiniteError
         from src.checkpointing import CheckpointError
@@ -50,6 +61,11 @@ def main(cfg: DictConfig) -> float:
             print(f"error: {err}", file=sys.stderr)  # diagnosed: one line, no traceback
             sys.exit(1)
         raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only succeeds when Hydra created it and nothing was written
 
 
 if __name__ == "__main__":

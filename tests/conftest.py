@@ -40,6 +40,7 @@ TINY = [
     "trainer.num_sanity_val_steps=0",
     "trainer.log_every_n_steps=2",
     "trainer.accelerator=cpu",
+    "trainer.precision=32-true",  # the same numbers on every CPU (auto picks bf16 where it is fast)
 ]
 
 

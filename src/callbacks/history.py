@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,6 +13,8 @@ class EpochHistory(pl.Callback):
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
+        # Told every finished epoch's rows (src.pipeline writes them to the run record at once).
+        self.listener: Callable[[list[dict[str, float]]], None] | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
@@ -19,6 +22,8 @@ class EpochHistory(pl.Callback):
             if key in trainer.callback_metrics:
                 row[key.replace("_epoch", "")] = float(trainer.callback_metrics[key])
         self.epochs.append(row)
+        if self.listener is not None and trainer.is_global_zero and not trainer.sanity_checking:
+            self.listener(list(self.epochs))
 
     def state_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs}

@@ -1,11 +1,17 @@
-"""SIGTERM and Ctrl-C save a checkpoint before the run exits, so ``resume=true`` loses little.
+"""SIGTERM and Ctrl-C stop a run between two whole training steps and save ``last.ckpt`` there.
 
-Lightning 2.x already stops cleanly on SIGTERM: its signal handler sets a flag, the loop finishes
-the current batch and raises ``SIGTERMException``. Ctrl-C raises ``KeyboardInterrupt`` wherever the
-main thread is; Lightning catches it, runs the callbacks' ``on_exception`` and calls ``sys.exit(1)``.
-Neither writes a checkpoint (``ModelCheckpoint(save_on_exception=True)`` would, but for every
-exception, a diverged run included, and under a "best-..." name). ``CheckpointOnInterrupt`` writes
-the ModelCheckpoint's ``last.ckpt`` on those two interruptions only.
+Lightning 2.x stops cleanly on SIGTERM: its handler sets a flag and the loops raise
+``SIGTERMException`` only after a batch has completed (optimiser, schedules, loop counters all
+stepped). Ctrl-C, left alone, raises ``KeyboardInterrupt`` wherever the main thread is: between the
+optimiser step and the loop's step counter, say, so a checkpoint saved then holds half a step.
+``CheckpointOnInterrupt`` therefore turns the first Ctrl-C during ``fit`` into the same flag
+(``trainer.received_sigterm``), remembers that it was Ctrl-C, and saves ``last.ckpt`` when the loop
+stops at the next batch boundary. A second Ctrl-C interrupts at once and saves nothing (the
+previous ``last.ckpt`` stays the newest whole state).
+
+The checkpoint is written under ModelCheckpoint's own ``last.ckpt`` name and ``last_model_path``
+is set *before* saving, so the state inside the file already names it: a resumed run overwrites
+``last.ckpt`` instead of starting ``last-v1.ckpt`` beside it.
 
 A checkpoint written mid-epoch resumes mid-epoch: the epoch's remaining batches are taken from the
 start of that epoch's order (the batches are not a stateful loader), so a resumed run matches an
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from typing import Any
 
 import pytorch_lightning as pl
@@ -27,11 +35,16 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 log = logging.getLogger(__name__)
 
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report them
+# Set while a Ctrl-C is being turned into a graceful stop: the stop Lightning raises is then
+# reported as Ctrl-C (130), not as SIGTERM.
+_ctrl_c = {"pending": False}
 
 
 def interruption(err: BaseException) -> tuple[str, int] | None:
     """(reason, exit code) when ``err`` is how Lightning ends a run on SIGTERM or Ctrl-C, else None."""
     if isinstance(err, SIGTERMException):
+        if _ctrl_c["pending"]:
+            return "KeyboardInterrupt", EXIT_SIGINT
         return "SIGTERM", EXIT_SIGTERM
     if isinstance(err, KeyboardInterrupt):
         return "KeyboardInterrupt", EXIT_SIGINT
@@ -40,13 +53,61 @@ def interruption(err: BaseException) -> tuple[str, int] | None:
     return None
 
 
+def latest_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The ModelCheckpoint that keeps ``last.ckpt`` (conf/callbacks: latest_checkpoint), else the
+    first one (its ``save_last`` file)."""
+    checkpoints = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
+    latest = [c for c in checkpoints if c.monitor is None and c.filename == c.CHECKPOINT_NAME_LAST]
+    return (latest or checkpoints or [None])[0]
+
+
 class CheckpointOnInterrupt(pl.Callback):
     def __init__(self) -> None:
         self.saved_path: str | None = None
+        self._previous_handler: Any = None
+        self._installed = False
+        self._forced = False
 
+    # --- Ctrl-C as a graceful stop during fit ----------------------------------------------
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _ctrl_c["pending"] = False
+        self._forced = False
+        # Signal handlers can only be set from the main thread; under DDP each rank gets its own
+        # SIGINT from the terminal at different points, so ranks keep Python's default there.
+        if threading.current_thread() is not threading.main_thread() or trainer.world_size > 1:
+            return
+        self._previous_handler = signal.getsignal(signal.SIGINT)
+        if self._previous_handler in (signal.SIG_IGN, None):
+            return  # a background job that ignores Ctrl-C keeps ignoring it
+        signal.signal(signal.SIGINT, self._make_handler(trainer))
+        self._installed = True
+
+    def _make_handler(self, trainer: pl.Trainer) -> Any:
+        def on_sigint(signum: int, frame: Any) -> None:
+            if _ctrl_c["pending"]:  # second Ctrl-C: stop now, keep the last whole checkpoint
+                self._forced = True
+                raise KeyboardInterrupt
+            _ctrl_c["pending"] = True
+            trainer._signal_connector.received_sigterm = True  # the loops stop at the next batch boundary
+            log.warning("Ctrl-C: stopping after the current batch (press Ctrl-C again to stop at once)")
+
+        return on_sigint
+
+    def _restore_handler(self) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._installed = False
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handler()
+        if _ctrl_c["pending"]:  # Ctrl-C came too late for the loops to see it: stop before the test
+            raise KeyboardInterrupt
+
+    # --- the checkpoint ----------------------------------------------------------------------
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
         sigterm = isinstance(exception, SIGTERMException)
-        if not (sigterm or isinstance(exception, KeyboardInterrupt)):
+        if not (sigterm or isinstance(exception, KeyboardInterrupt)) or self._forced:
             return
         if trainer.state.fn != "fit" or trainer.sanity_checking or trainer.global_step == 0:
             return
@@ -54,16 +115,25 @@ class CheckpointOnInterrupt(pl.Callback):
             # Ctrl-C reaches the ranks at different points: a collective save could wait forever.
             log.warning("Ctrl-C under DDP: no interrupt checkpoint (send SIGTERM to stop with one)")
             return
-        checkpoint = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+        if not sigterm:
+            # A raw KeyboardInterrupt (outside the loops' batch boundaries) can land mid-step.
+            log.warning("Ctrl-C outside a batch boundary: keeping the previous last.ckpt")
+            return
+        checkpoint = latest_checkpoint(trainer)
         if checkpoint is None or not checkpoint.dirpath:
             return
         if getattr(checkpoint, "_last_global_step_saved", -1) == trainer.global_step:
             return  # the current state is already in last.ckpt
         path = os.path.join(checkpoint.dirpath, checkpoint.CHECKPOINT_NAME_LAST + checkpoint.FILE_EXTENSION)
+        # Before saving: the callback's state inside the file must already name this file.
+        if checkpoint.monitor is None:
+            checkpoint.best_model_path = path
+        else:
+            checkpoint.last_model_path = path
         trainer.save_checkpoint(path)
-        checkpoint.last_model_path = path
+        checkpoint._last_global_step_saved = trainer.global_step
         self.saved_path = path
-        reason = "SIGTERM" if sigterm else "Ctrl-C"
+        reason = "Ctrl-C" if _ctrl_c["pending"] else "SIGTERM"
         log.warning(f"{reason}: saved {path} at global step {trainer.global_step}; resume with resume=true")
 
     def state_dict(self) -> dict[str, Any]:

@@ -49,8 +49,15 @@ def test_head_gets_backbone_embedding_size_by_interpolation(tiny_config) -> None
 
 
 def test_run_record_marks_failure(tiny_config, tmp_path: Path) -> None:
-    cfg = tiny_config("optimizer.lr=-1.0")  # torch rejects a negative learning rate
-    with pytest.raises(ValueError):
+    from src.data.idx import DatasetError
+
+    corrupt = tmp_path / "corrupt"  # passes the config checks; fails once the data is read
+    corrupt.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                 "t10k-labels-idx1-ubyte.gz"):  # fmt: skip
+        (corrupt / name).write_bytes(b"not an IDX file")
+    cfg = tiny_config(f"data.root={corrupt}", "data.download=false")
+    with pytest.raises(DatasetError):
         run(cfg, tmp_path / "run")
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert record["status"] == "failed" and "learning rate" in record["reason"].lower()
+    assert record["status"] == "failed" and record["reason"].startswith("DatasetError")

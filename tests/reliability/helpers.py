@@ -67,14 +67,15 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 class PauseAfterStep(pl.Callback):
-    """Test-only: from training step ``step`` on, write ``marker`` and sleep ``seconds`` after each
-    step, so a test can send a signal while the run is known to be mid-epoch."""
+    """Test-only: from training step ``step`` on (up to ``last_step``), write ``marker`` and sleep
+    ``seconds`` after each step, so a test can send a signal while the run is known to be mid-epoch."""
 
-    def __init__(self, step: int, marker: str, seconds: float = 0.5) -> None:
+    def __init__(self, step: int, marker: str, seconds: float = 0.5, last_step: int | None = None) -> None:
         self.step, self.marker, self.seconds = int(step), Path(marker), float(seconds)
+        self.last_step = last_step
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
-        if trainer.global_step >= self.step:
+        if trainer.global_step >= self.step and (self.last_step is None or trainer.global_step <= self.last_step):
             self.marker.write_text(str(trainer.global_step))
             time.sleep(self.seconds)
 

@@ -79,13 +79,18 @@ def test_unsafe_objects_are_refused(tmp_path: Path) -> None:
         load_checked(path)
 
 
-def test_resume_from_damaged_checkpoint_fails_clearly(finished_run: Path, synthetic_root: Path, tmp_path: Path) -> None:
+def test_resume_skips_a_damaged_checkpoint_and_restarts_cleanly(
+    finished_run: Path, synthetic_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged last.ckpt is never loaded: with no other whole checkpoint the run starts again
+    cleanly, the damaged file set aside (never mixed with the new run's checkpoints)."""
     folder = tmp_path / "run"
     (folder / "checkpoints").mkdir(parents=True)
     data = (finished_run / "checkpoints" / "last.ckpt").read_bytes()
     (folder / "checkpoints" / "last.ckpt").write_bytes(data[: len(data) // 3])
     overrides = [f"data.root={synthetic_root}", *TINY, "loss=sphereface", "trainer.max_epochs=2", "resume=true"]
-    with pytest.raises(CheckpointError, match=r"checkpoint .*last\.ckpt is damaged or truncated"):
-        run(compose_config(overrides, output_dir=folder), folder)
-    rec = record(folder)
-    assert rec["status"] == "failed" and "last.ckpt is damaged" in rec["reason"]
+    metrics = run(compose_config(overrides, output_dir=folder), folder)
+    assert "last.ckpt is damaged or truncated" in caplog.text and "starting this run from scratch" in caplog.text
+    assert (folder / "checkpoints" / "unusable" / "last.ckpt").stat().st_size == len(data) // 3
+    assert record(folder)["status"] == "finished" and metrics["epochs"] == 2
+    assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == metrics["global_step"]

@@ -11,7 +11,7 @@ import torch
 from src.config_checks import check_config
 from src.errors import ConfigError
 from tests.conftest import CONF_DIR, TINY, compose_config
-from tests.reliability.helpers import QUICK, finish, record, start, train_command
+from tests.reliability.helpers import QUICK, finish, start, train_command
 
 MISSING_DATA = "data.root=/nonexistent/nowhere"  # proves the checks never touch the data files
 CUDA = torch.cuda.is_available()
@@ -92,14 +92,13 @@ def test_valid_configs_pass(overrides: list[str]) -> None:
     check_config(compose_config([MISSING_DATA, *TINY, *overrides]))
 
 
-def test_run_stops_before_reading_data_and_records_the_failure(tmp_path: Path) -> None:
+def test_run_stops_before_reading_data_and_writes_nothing(tmp_path: Path) -> None:
     from src.pipeline import run
 
     cfg = compose_config([MISSING_DATA, *TINY, "trainer.max_epochs=0"], output_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match="trainer.max_epochs=0"):
         run(cfg, tmp_path / "run")  # a DatasetError would mean the data was read first
-    rec = record(tmp_path / "run")
-    assert rec["status"] == "failed" and rec["reason"].startswith("ConfigError: trainer.max_epochs=0")
+    assert not (tmp_path / "run").exists()
 
 
 def test_command_line_mistakes_exit_2_with_one_line(tmp_path: Path) -> None:
@@ -124,4 +123,4 @@ def test_command_line_mistakes_exit_2_with_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-2000:])
         assert key in lines[0] and allowed in lines[0], (name, lines[0])
         assert "Traceback" not in err
-    assert record(tmp_path / "bad_value")["status"] == "failed"  # the value error is recorded in the run folder
+    assert not (tmp_path / "bad_value").exists()  # a rejected single run leaves nothing behind

@@ -72,10 +72,12 @@ def signalled_runs(synthetic_root: Path, tmp_path: Path) -> dict[str, tuple[Path
     procs = {}
     for name in ("SIGTERM", "SIGINT"):
         folder, marker = tmp_path / name, tmp_path / f"{name}.marker"
-        overrides = [f"data.root={synthetic_root}", *TINY, *LEAN, "loss=sphereface"]
+        # The pause is part of the run's config, so the resume command below repeats it (a resume
+        # with other overrides is refused); it ends at step 6 and costs the resumed run little.
         pause = ["+callbacks.pause._target_=tests.reliability.helpers.PauseAfterStep", "+callbacks.pause.step=3",
-                 f"+callbacks.pause.marker={marker}", "+callbacks.pause.seconds=0.5"]  # fmt: skip
-        procs[name] = (start(train_command(*overrides, *pause, f"hydra.run.dir={folder}")), folder, marker, overrides)
+                 f"+callbacks.pause.marker={marker}", "+callbacks.pause.seconds=0.5", "+callbacks.pause.last_step=6"]
+        overrides = [f"data.root={synthetic_root}", *TINY, *LEAN, "loss=sphereface", *pause]
+        procs[name] = (start(train_command(*overrides, f"hydra.run.dir={folder}")), folder, marker, overrides)
     for name, (proc, _, marker, _) in procs.items():
         wait_for(marker, proc, timeout=240)
         proc.send_signal(getattr(signal, name))

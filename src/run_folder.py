@@ -1,0 +1,179 @@
+"""What a command may do with the run folder it is pointed at, decided before anything is written.
+
+A run folder belongs to one run. ``admit(folder, config, resume)`` reads what the folder holds and
+answers with a ``Plan``:
+
+* empty or new folder                           -> ``start``
+* an unfinished run, ``resume=true``, same config -> ``resume`` from its newest whole checkpoint
+  (or ``start`` again cleanly when none survives)
+* a finished run, ``resume=true``, same config    -> ``done``: nothing is retrained or written
+  (this is what lets the same sweep command continue a study that was stopped part-way)
+* anything else -> ``RunFolderError``: one line naming the folder and what to do; the folder is
+  left exactly as it was. A resume whose config differs names the keys that differ.
+
+"Same config" compares the resolved configs (``config_resolved.yaml``) key by key, leaving out
+keys that cannot change a result (``IGNORED``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from src.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+RECORD_NAME = "metrics.json"
+CONFIG_NAME = "config_resolved.yaml"
+# Keys that may differ between the segments of one run because they cannot change its model or its
+# test figure: where the data lives, what is printed or logged, which analyses run after the test
+# (``src.evaluate`` reruns those on finished runs), and the resume switch itself.
+IGNORED = (
+    "resume", "debug", "data.root", "trainer.enable_progress_bar", "trainer.enable_model_summary", "logger",
+    "analysis", "callbacks.learning_rate", "callbacks.confusion", "callbacks.embeddings", "callbacks.history",
+    "callbacks.nonfinite", "callbacks.interrupt_checkpoint", "callbacks.rng_state", "checkpoint_io",
+)  # fmt: skip
+
+
+class RunFolderError(ConfigError):
+    """The command does not fit the run folder it is aimed at (exit 2, nothing written)."""
+
+
+@dataclass
+class Plan:
+    action: str  # start | resume | done
+    checkpoint: Path | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``; lists stay values."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out if out or not prefix else {prefix[:-1]: {}}
+    return {prefix[:-1]: node}
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every key that differs, ignoring ``IGNORED`` and their children.
+
+    A key the old config does not have at all is not a difference: it was added to the code after
+    the run started, and a new key's default keeps the old behaviour."""
+    a, b = flatten(old), flatten(new)
+
+    def ignored(key: str) -> bool:
+        return key not in a or any(key == k or key.startswith(k + ".") for k in IGNORED)
+
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if ignored(key) or a.get(key, "<absent>") == b.get(key, "<absent>"):
+            continue
+        diffs.append(f"{key}: {a.get(key, '<absent>')!r} -> {b.get(key, '<absent>')!r}")
+    return diffs
+
+
+def _read_record(folder: Path) -> dict[str, Any] | None:
+    path = folder / RECORD_NAME
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunFolderError(f"{path} cannot be read ({err}); move the run folder away or name another one") from None
+    return record if isinstance(record, dict) else {}
+
+
+def _read_config(folder: Path) -> dict[str, Any] | None:
+    path = folder / CONFIG_NAME
+    if not path.exists():
+        return None
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise RunFolderError(f"{path} cannot be read ({err}); move the run folder away or name another one") from None
+    return config if isinstance(config, dict) else {}
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint in ``folder/checkpoints`` that holds the most training (highest global step).
+
+    ``last.ckpt`` is not always the newest: an older run may have left ``last-v1.ckpt`` beside it.
+    Files that cannot be read are skipped with a warning (the atomic writer never leaves half a
+    file, but a disk can still damage one); on a tie ``last*`` wins over ``best-*``, which may hold
+    an earlier point of the same step count only if written at the same step.
+    """
+    from src.checkpointing import CheckpointError, load_checked
+
+    candidates = []
+    for path in sorted((folder / "checkpoints").glob("*.ckpt")):
+        try:
+            state = load_checked(path)
+        except CheckpointError as err:
+            log.warning("skipping an unreadable checkpoint: %s", err)
+            continue
+        step = state.get("global_step", -1)
+        loops = state.get("loops", {})
+        candidates.append((int(step) if isinstance(step, int) else -1, path.name.startswith("last"),
+                           _batches_done(loops), path))
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (c[0], c[2], c[1]))[3]
+
+
+def _batches_done(loops: Any) -> int:
+    try:
+        return int(loops["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"])
+    except (KeyError, TypeError, ValueError):
+        return -1
+
+
+def admit(folder: Path, config: dict[str, Any], resume: bool) -> Plan:
+    """The plan for running ``config`` in ``folder``; raises ``RunFolderError`` when it must not."""
+    record = _read_record(folder)
+    saved_config = _read_config(folder)
+    has_checkpoints = any((folder / "checkpoints").glob("*.ckpt"))
+    if record is None and saved_config is None and not has_checkpoints:
+        return Plan("start")
+    status = (record or {}).get("status", "unknown")
+    if not resume:
+        raise RunFolderError(
+            f"run folder {folder} already holds a run (status {status}); resume it with resume=true and the "
+            "same overrides, or name a new folder"
+        )
+    if saved_config is not None:
+        diffs = config_differences(saved_config, config)
+        if diffs:
+            shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+            raise RunFolderError(
+                f"resume=true in {folder} with a different config ({shown}); rerun with the run's own overrides "
+                f"(see {folder / CONFIG_NAME}) or name a new folder"
+            )
+    if status == "finished":
+        return Plan("done", record=record or {})
+    checkpoint = newest_checkpoint(folder) if has_checkpoints else None
+    if checkpoint is None:
+        log.warning("resume=true but %s holds no readable checkpoint: starting this run from scratch", folder)
+        return Plan("start", record=record or {})
+    return Plan("resume", checkpoint=checkpoint, record=record or {})
+
+
+def record_rejected(folder: Path, cfg: Any, err: BaseException) -> None:
+    """In a sweep, a job whose config is rejected gets a ``failed`` record saying why, so the
+    sweep's summary lists it; never over an existing run's record."""
+    from src.records import RunRecord
+
+    if (folder / RECORD_NAME).exists():
+        return
+    try:
+        name = cfg.get("name")
+    except Exception:  # the name itself may be what cannot be resolved
+        name = None
+    RunRecord(folder, name=name if isinstance(name, str) else None).finish("failed", reason=f"ConfigError: {err}")
