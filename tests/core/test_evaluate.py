@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from src import evaluate
+from src import evaluate, report
 from src.analysis.evaluation import EVALUATION_NAME
 from src.pipeline import run
 from tests.conftest import TINY, compose_config
@@ -74,6 +74,8 @@ def test_sweep_evaluates_finished_runs_and_lists_broken_ones(sweep: Path, tmp_pa
     assert not (root / "1_arcface" / EVALUATION_NAME).exists()
     assert not (root / "3_failed" / EVALUATION_NAME).exists()
     assert {p: p.read_bytes() for p in root.glob("*/metrics.json")} == records  # history untouched
+    used = {run.folder.name: run for run in report.load_runs([root])}  # the report takes the new figures
+    assert used["0_softmax"].evaluated and used["2_triplet"].evaluated and not used["1_arcface"].evaluated
 
 
 def test_a_checkpoint_path_evaluates_that_checkpoint(sweep: Path, tmp_path: Path, capsys) -> None:
