@@ -10,7 +10,7 @@ DATASET ?= fashion_mnist
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test lint study study-quick report bench clean
+.PHONY: setup data train test lint study study-quick evaluate report bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ study: data
 
 study-quick: data
 	$(PY) -m src.train -m experiment=study_quick $(ARGS)
+
+# Re-test finished runs from their best checkpoints and re-run every analysis, without training
+# (writes evaluation.json beside each run; the report prefers it). RUNS: run or sweep folders or
+# checkpoints; ARGS: config overrides, e.g. make evaluate RUNS=outputs/multiruns/<sweep> ARGS=trainer.accelerator=cpu
+evaluate: setup
+	$(PY) -m src.evaluate $(RUNS) $(ARGS)
 
 # The report over finished runs (never trains): make report RUNS="outputs/multiruns/<sweep> ..." REPORT_DIR=experiments/study
 RUNS ?= outputs/multiruns

@@ -163,7 +163,7 @@ def check_top_level(c: Mapping[str, Any]) -> None:
     analysis = c.get("analysis")
     if isinstance(analysis, Mapping):
         for key, value in analysis.items():
-            if isinstance(value, bool) or key in ("geometry", "open_set"):
+            if isinstance(value, bool) or key in ("geometry", "open_set", "retrieval"):
                 check_bool(f"analysis.{key}", value)
             elif key.startswith("max") or key.endswith("max_samples"):
                 check_int(f"analysis.{key}", value, 1)

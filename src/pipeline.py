@@ -180,6 +180,9 @@ def _fit_and_test(
     datamodule, model = build(cfg)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
+    for logger in loggers:  # TensorBoard's HPARAMS tab takes the config with the final metrics, below
+        if not isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(flat_hparams(cfg))
     plugins = [instantiate(cfg.checkpoint_io)] if cfg.get("checkpoint_io") else None  # atomic, weights_only
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, precision=hardware["precision"]

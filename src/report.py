@@ -8,11 +8,16 @@ found recursively); never trains. Writes into ``--out``:
   time and run count; each margin loss against the baseline (Welch's t-test, Holm-adjusted, and
   a bootstrap CI of the difference); the reference study's numbers (brief section 2) beside
   ours with a computed verdict per claim; embedding geometry and open-set columns where the runs
-  have them; validation-accuracy curves; test confusion matrices summed over seeds and the most
-  confused class pairs; and every run that could not be used (failed, unfinished, corrupt), with
-  its reason;
+  have them; embedding retrieval / clustering metrics (precision@1, R-precision, MAP@R, NMI, AMI) on
+  the test set and the held-out classes; validation-accuracy curves; test confusion matrices
+  summed over seeds and the most confused class pairs; and every run that could not be used
+  (failed, unfinished, corrupt), with its reason;
 * ``runs.csv`` (one row per run folder, unusable ones included), ``summary.csv`` (one row per
   configuration), ``significance.csv``, ``confused_pairs.csv`` and the PNG figures.
+
+A run folder that holds ``evaluation.json`` (``python -m src.evaluate``: the best checkpoint re-tested
+later, without training) contributes that file's test figures and analyses instead of the training
+record's; the report says how many did.
 
 Runs are grouped by (experiment, data, backbone, loss, m); the first three show in a label only
 when the report mixes several values. A group whose runs differ in another setting is flagged.
@@ -36,6 +41,10 @@ import yaml
 
 RECORD = "metrics.json"
 CONFIG = "config_resolved.yaml"
+EVALUATION = "evaluation.json"
+# What a later evaluation (src/analysis/evaluation.py) re-measures; it replaces the record's values.
+EVALUATED_KEYS = ("test_acc", "test_acc_macro", "test_acc_leaky", "test_confusion", "class_names", "geometry",
+                  "open_set", "retrieval")
 ALPHA = 0.05
 BOOTSTRAP = 10_000
 TOP_PAIRS = 5
@@ -68,6 +77,8 @@ IGNORED_PREFIXES = (
 
 GEOMETRY_KEYS = ("max_intra_deg", "min_inter_deg", "mean_to_center_deg")
 OPEN_SET_KEYS = ("roc_auc", "tar_far1e-2", "tar_far1e-3", "recall_at_1")
+RETRIEVAL_KEYS = ("precision_at_1", "r_precision", "map_at_r", "nmi", "ami")
+RETRIEVAL_HEADERS = ("P@1", "R-precision", "MAP@R", "NMI", "AMI")
 
 
 # ------------------------------------------------------------------------------------------
@@ -141,6 +152,16 @@ class Run:
         block = self.record.get(section)
         return _number(block.get(name)) if isinstance(block, dict) else None
 
+    def open_set_retrieval(self, name: str) -> float | None:
+        block = self.record.get("open_set")
+        retrieval = block.get("retrieval") if isinstance(block, dict) else None
+        return _number(retrieval.get(name)) if isinstance(retrieval, dict) else None
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether the figures come from a later ``evaluation.json``."""
+        return bool(self.record.get("evaluated_at"))
+
     @property
     def usable(self) -> bool:
         return self.status == "finished" and self.value("test_acc") is not None
@@ -190,6 +211,7 @@ def load_run(folder: Path) -> Run:
                    config=config)
     if not isinstance(record, dict):
         return Run(folder, "corrupt", f"{RECORD} holds a {type(record).__name__}, not an object", config=config)
+    record = with_evaluation(folder, record)
     status = str(record.get("status") or "unknown")
     reason = str(record.get("reason") or "")
     if status == "running":
@@ -201,6 +223,22 @@ def load_run(folder: Path) -> Run:
     elif status not in ("finished",) and not reason:
         reason = "no reason recorded"
     return Run(folder, status, reason + (config_note if status != "finished" else ""), record, config)
+
+
+def with_evaluation(folder: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The training record with the figures of the run's ``evaluation.json`` (the best checkpoint
+    re-tested by ``python -m src.evaluate``) in place of its own, when that file is usable."""
+    try:
+        evaluation = json.loads((folder / EVALUATION).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return record
+    if not (isinstance(evaluation, dict) and evaluation.get("status") == "finished"
+            and evaluation.get("best_checkpoint") is True and _number(evaluation.get("test_acc")) is not None):
+        return record
+    merged = {k: v for k, v in record.items() if k not in EVALUATED_KEYS}  # no stale figure survives
+    merged.update({k: evaluation[k] for k in EVALUATED_KEYS if k in evaluation})
+    merged["evaluated_at"] = evaluation.get("evaluated_at") or "unknown"
+    return merged
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
@@ -590,6 +628,10 @@ def summary_row(group: Group) -> dict[str, Any]:
     row["geometry_criterion_holds"] = f"{sum(bool(h) for h in holds)}/{len(holds)}" if holds else ""
     for name in OPEN_SET_KEYS:
         row[f"open_set_{name}_mean"], row[f"open_set_{name}_std"] = mean_std(group.nested_values("open_set", name))
+    for name in RETRIEVAL_KEYS:
+        row[f"retrieval_{name}_mean"], row[f"retrieval_{name}_std"] = mean_std(group.nested_values("retrieval", name))
+        held_out = [v for v in (run.open_set_retrieval(name) for run in group.runs) if v is not None]
+        row[f"open_set_retrieval_{name}_mean"], row[f"open_set_retrieval_{name}_std"] = mean_std(held_out)
     return row
 
 
@@ -700,6 +742,10 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
               + ", ".join(f"`{p}`" for p in inputs) + ".")
     md.append(f"{len(runs)} run folder(s): {sum(r.usable for r in runs)} finished and used, "
               f"{len(problems)} not used (listed at the end).")
+    evaluated = sum(r.usable and r.evaluated for r in runs)
+    if evaluated:
+        md.append(f"{evaluated} of the used runs contribute the figures of their `{EVALUATION}` (the best "
+                  "checkpoint re-tested by `python -m src.evaluate`, no training) instead of the training record's.")
     md += ["", "Test accuracy is the honest one: the best-validation checkpoint evaluated once on the "
            "test set with label-free prediction. *Leaky* is the leakage audit: the same checkpoint scored the "
            "way the reference study did (argmax of the margin logits built with the true label); it is not a "
@@ -722,6 +768,7 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
         md += _reference_section(groups, comparisons)
         md += _geometry_section(summaries)
         md += _open_set_section(summaries)
+        md += _retrieval_section(summaries)
         md += _recipe_warnings(groups)
         if curves:
             md += ["## Validation accuracy", ""]
@@ -799,6 +846,27 @@ def _open_set_section(summaries: Sequence[dict[str, Any]]) -> list[str]:
             table(["configuration", "ROC AUC", "TAR @ FAR 1e-2", "TAR @ FAR 1e-3", "Recall@1"], rows), ""]
 
 
+def _retrieval_section(summaries: Sequence[dict[str, Any]]) -> list[str]:
+    md: list[str] = []
+    for prefix, title, what in (
+        ("retrieval", "Embedding retrieval and clustering (test set)", "the test images of the trained classes"),
+        ("open_set_retrieval", "Embedding retrieval and clustering (held-out classes)",
+         "the held-out classes' test images, never seen in training"),
+    ):
+        rows = [[s["configuration"]] + [pct(s[f"{prefix}_{k}_mean"], s[f"{prefix}_{k}_std"]) for k in RETRIEVAL_KEYS]
+                for s in summaries if not math.isnan(s[f"{prefix}_map_at_r_mean"])]
+        if rows:
+            md += [f"## {title}", "",
+                   f"Every image of {what} is a query against all the others, by cosine similarity of the "
+                   "embeddings, itself excluded (pytorch-metric-learning's AccuracyCalculator; "
+                   "src/analysis/retrieval.py): P@1 = its nearest neighbour shares its label; R-precision = share "
+                   "of its R nearest neighbours with its label (R = the other images of that label); MAP@R = mean "
+                   "of the precision at each of those R ranks that holds a match. NMI / AMI: k-means of the unit "
+                   "embeddings (k = number of labels) against the labels. All in %.", "",
+                   table(["configuration", *RETRIEVAL_HEADERS], rows), ""]
+    return md
+
+
 def _recipe_warnings(groups: Sequence[Group]) -> list[str]:
     lines = []
     for group in groups:
@@ -854,7 +922,8 @@ def _write_csvs(out: Path, runs: Sequence[Run], groups: Sequence[Group], summari
     header = ["folder", "status", "reason", "experiment", "data", "backbone", "loss", "m", "seed", "test_acc",
               "test_acc_leaky", "test_acc_macro", "val_acc_best", "epochs", "wall_time_s",
               *[f"geometry_{k}" for k in GEOMETRY_KEYS], "geometry_criterion_holds",
-              *[f"open_set_{k}" for k in OPEN_SET_KEYS], "commit"]
+              *[f"open_set_{k}" for k in OPEN_SET_KEYS], *[f"retrieval_{k}" for k in RETRIEVAL_KEYS],
+              *[f"open_set_retrieval_{k}" for k in RETRIEVAL_KEYS], "evaluated_at", "commit"]
     rows = []
     for run in runs:
         geometry = run.record.get("geometry") if isinstance(run.record.get("geometry"), dict) else {}
@@ -863,7 +932,9 @@ def _write_csvs(out: Path, runs: Sequence[Run], groups: Sequence[Group], summari
             run.value("test_acc"), run.value("test_acc_leaky"), run.value("test_acc_macro"),
             run.value("val_acc_best"), run.value("epochs"), run.value("wall_time_s"),
             *[run.nested("geometry", k) for k in GEOMETRY_KEYS], geometry.get("criterion_holds"),
-            *[run.nested("open_set", k) for k in OPEN_SET_KEYS], run.record.get("commit"),
+            *[run.nested("open_set", k) for k in OPEN_SET_KEYS], *[run.nested("retrieval", k) for k in RETRIEVAL_KEYS],
+            *[run.open_set_retrieval(k) for k in RETRIEVAL_KEYS], run.record.get("evaluated_at"),
+            run.record.get("commit"),
         ])
     _csv(out / "runs.csv", header, rows)
     if summaries:

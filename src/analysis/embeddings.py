@@ -1,10 +1,12 @@
 """Embeddings of a whole split, and the analyses ``src.pipeline.run`` performs after the test.
 
 ``run_analyses`` takes the test embeddings the model kept during the test (the best-validation
-weights; embedded afresh if it kept none) and stores their angular geometry; with
-``data.held_out_classes`` it also embeds the held-out classes' test images and runs the open-set
-verification check. Both go into the run record (metrics.json,
-keys ``geometry`` and ``open_set``) and TensorBoard (``geometry/*``, ``open_set/*`` scalars and
+weights; embedded afresh if it kept none) and stores their angular geometry and their retrieval /
+clustering metrics (``src.analysis.retrieval``); with ``data.held_out_classes`` it also embeds the
+held-out classes' test images and runs the open-set verification check and the same retrieval
+metrics on them. All go into the run record (metrics.json, keys ``geometry``, ``retrieval`` and
+``open_set`` with ``open_set.retrieval``) and every logger the trainer has (scalars
+``geometry/*``, ``retrieval/*``, ``open_set/*``, ``open_set/retrieval/*``; in TensorBoard also
 the held-out embeddings in the projector). A failing analysis is recorded as ``{"error": ...}``
 and warned about; it never fails a run whose training and test succeeded.
 """
@@ -12,6 +14,7 @@ and warned about; it never fails a run whose training and test succeeded.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +23,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.geometry import class_geometry
 from src.analysis.open_set import verification_metrics
+from src.analysis.retrieval import RETRIEVAL_KEYS, embedding_metrics
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,11 @@ def _scalars(results: Mapping[str, Any]) -> dict[str, float]:
     for key, value in open_set.items():
         if (key in ("roc_auc", "recall_at_1") or key.startswith("tar_far")) and isinstance(value, (int, float)):
             tags[f"open_set/{key}"] = float(value)
+    for prefix, block in (("retrieval", results.get("retrieval")), ("open_set/retrieval", open_set.get("retrieval"))):
+        for key in RETRIEVAL_KEYS:
+            value = (block or {}).get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                tags[f"{prefix}/{key}"] = float(value)
     return tags
 
 
@@ -95,17 +104,27 @@ def run_analyses(trainer: Any, model: Any, datamodule: Any, options: Mapping[str
     options = dict(options or {})
     device = trainer.strategy.root_device
     results: dict[str, Any] = {}
-    if options.get("geometry", True):
-        try:
+    tested: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def test_embeddings() -> tuple[torch.Tensor, torch.Tensor]:
+        if not tested:
             emb, labels = _tested_embeddings(model)
             if emb is None:
                 emb, labels, _ = embed_batches(model, datamodule.test_dataloader(), device)
+            tested.append((emb, labels))
+        return tested[0]
+
+    if options.get("geometry", True):
+        try:
+            emb, labels = test_embeddings()
             results["geometry"] = class_geometry(
                 emb, labels, model.class_names, max_per_class=options.get("max_per_class", 1000)
             )
         except Exception as err:  # an analysis never fails a finished run
             log.warning("geometry analysis failed: %s: %s", type(err).__name__, err)
             results["geometry"] = {"error": f"{type(err).__name__}: {err}"}
+    if options.get("retrieval", True):
+        results["retrieval"] = _retrieval(*test_embeddings(), "retrieval")
     open_batches = datamodule.open_set_batches() if hasattr(datamodule, "open_set_batches") else None
     if options.get("open_set", True) and open_batches is not None:
         try:
@@ -118,15 +137,27 @@ def run_analyses(trainer: Any, model: Any, datamodule: Any, options: Mapping[str
                 **verification_metrics(emb, labels, max_samples=options.get("open_set_max_samples", 4000),
                                        class_names=all_names),
             }
+            if options.get("retrieval", True):
+                results["open_set"]["retrieval"] = _retrieval(emb, labels, "open-set retrieval")
             _project_open_set(trainer, emb, labels, images, all_names, open_batches)
         except Exception as err:
             log.warning("open-set analysis failed: %s: %s", type(err).__name__, err)
             results["open_set"] = {"error": f"{type(err).__name__}: {err}"}
+    # Through log_metrics, so CSV and MLflow get the same names as TensorBoard.
+    scalars = _scalars(results)
     for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            for tag, value in _scalars(results).items():
-                logger.experiment.add_scalar(tag, value, global_step=trainer.global_step)
+        if scalars:
+            logger.log_metrics(scalars, step=trainer.global_step)
+            logger.save()
     return results
+
+
+def _retrieval(emb: torch.Tensor, labels: torch.Tensor, what: str) -> dict[str, Any]:
+    try:
+        return embedding_metrics(emb, labels)
+    except Exception as err:  # an analysis never fails a finished run
+        log.warning("%s analysis failed: %s: %s", what, type(err).__name__, err)
+        return {"error": f"{type(err).__name__}: {err}"}
 
 
 def _project_open_set(trainer: Any, emb: torch.Tensor, labels: torch.Tensor, images: torch.Tensor,

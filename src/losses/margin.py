@@ -23,12 +23,22 @@ import torch
 
 from src.losses.base import at_least_float32, no_autocast
 
-# Margin for the clamp before acos in ``combined_margin_cos``: d/dc acos(c) = -1/sqrt(1 - c^2)
-# is infinite at c = +-1, and 1 - 1e-7 still differs from 1 in float32 (ulp 6e-8 below 1).
-ACOS_EPS = 1e-7
-# Floor under 1 - cos^2 in ``arc_margin_cos``: sin t = sqrt(1 - cos^2) has an infinite gradient
-# at cos = +-1; with the floor the gradient is bounded by 1 / sqrt(SIN_EPS) ~ 3e3.
-SIN_EPS = 1e-7
+# Floor under sin t in the *gradients* of the angle-based targets. d t / d cos t = -1 / sin t is
+# infinite at t = 0 and t = pi, so the slope divides by max(sin t, SIN_FLOOR) instead (at most
+# 1 / SIN_FLOOR ~ 3e3, same sign as the true one). Values are never floored: a floor under the
+# value's sin t made ArcFace's target rise with the angle within ~3e-4 rad of 0 and pi.
+SIN_FLOOR = 3e-4
+
+
+def _with_slope(value: torch.Tensor, x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:
+    """``value`` (computed without gradient) carrying ``slope`` as its derivative in ``x``:
+    x - x.detach() is exactly 0, so the value is untouched and autograd sees slope * dx."""
+    return value + slope * (x - x.detach())
+
+
+def _sin_of(c: torch.Tensor) -> torch.Tensor:
+    """sin t = sqrt((1 - c)(1 + c)) for c = cos t, t in [0, pi] (more accurate than 1 - c^2 near +-1)."""
+    return torch.sqrt(((1.0 - c) * (1.0 + c)).clamp_min(0.0))
 
 
 def _sign_and_offset(k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,28 +84,45 @@ def sphere_psi(cos_t: torch.Tensor, m: int) -> torch.Tensor:
         return sign * chebyshev_cos(c, m) - offset
 
 
+def _arc_parts(c: torch.Tensor, m: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """cos(t + m), sin(t + m) and sin t for c = cos t, all without gradient."""
+    with torch.no_grad():
+        sin_t = _sin_of(c)
+        cos_plus = c * math.cos(m) - sin_t * math.sin(m)
+        sin_plus = sin_t * math.cos(m) + c * math.sin(m)
+    return cos_plus, sin_plus, sin_t
+
+
 def arc_cos_plus(cos_t: torch.Tensor, m: float) -> torch.Tensor:
-    """cos(t + m) = cos t cos m - sin t sin m, with sin t = sqrt(max(1 - cos^2 t, SIN_EPS)) so
-    the gradient stays finite at cos t = +-1 (t in [0, pi], hence sin t >= 0)."""
+    """cos(t + m) = cos t cos m - sin t sin m (exact value), whose derivative in cos t,
+    sin(t + m) / sin t, divides by max(sin t, SIN_FLOOR) so it stays finite at cos t = +-1."""
     with no_autocast(cos_t):
         c = at_least_float32(cos_t).clamp(-1.0, 1.0)
-        sin_t = torch.sqrt(torch.clamp(1.0 - c * c, min=SIN_EPS))
-        return c * math.cos(m) - sin_t * math.sin(m)
+        cos_plus, sin_plus, sin_t = _arc_parts(c, m)
+        return _with_slope(cos_plus, c, sin_plus / sin_t.clamp_min(SIN_FLOOR))
 
 
 def arc_margin_cos(cos_t: torch.Tensor, m: float) -> torch.Tensor:
-    """ArcFace's monotone target Phi(t + m) computed from cos t (no acos on the gradient path)."""
+    """ArcFace's monotone target Phi(t + m) computed from cos t (no acos on the gradient path).
+
+    Its derivative in cos t is |sin(t + m)| / sin t >= 0 (Phi falls as the angle grows), with the
+    same SIN_FLOOR under sin t: strictly decreasing in t on all of [0, pi], finite gradients."""
     with no_autocast(cos_t):
         c = at_least_float32(cos_t).clamp(-1.0, 1.0)
         with torch.no_grad():
             k = torch.floor((torch.acos(c) + m) / math.pi).clamp_min(0.0)
         sign, offset = _sign_and_offset(k)
-        return sign * arc_cos_plus(c, m) - offset
+        cos_plus, sin_plus, sin_t = _arc_parts(c, m)
+        return _with_slope(sign * cos_plus - offset, c, sin_plus.abs() / sin_t.clamp_min(SIN_FLOOR))
 
 
 def combined_margin_cos(cos_t: torch.Tensor, m1: float, m2: float) -> torch.Tensor:
-    """Phi(m1 t + m2) for real m1 > 0: t = acos of the cosine clamped to
-    [-1 + ACOS_EPS, 1 - ACOS_EPS], so values and gradients stay finite at cos = +-1."""
+    """Phi(m1 t + m2) for real m1 > 0 with t = acos(cos t) exact; its derivative in cos t,
+    m1 |sin(m1 t + m2)| / sin t, divides by max(sin t, SIN_FLOOR) (finite at cos = +-1)."""
     with no_autocast(cos_t):
-        c = at_least_float32(cos_t).clamp(-1.0 + ACOS_EPS, 1.0 - ACOS_EPS)
-        return monotone_cos(m1 * torch.acos(c) + m2)
+        c = at_least_float32(cos_t).clamp(-1.0, 1.0)
+        with torch.no_grad():
+            a = m1 * torch.acos(c) + m2
+            value = monotone_cos(a)
+            slope = m1 * torch.sin(a).abs() / _sin_of(c).clamp_min(SIN_FLOOR)
+        return _with_slope(value, c, slope)

@@ -18,7 +18,10 @@ Embeddings are L2-normalised before the metric loss, so distances lie in [0, 2] 
 
 ``weight`` (C x D) and ``bias`` form an ordinary softmax layer W x + b whose cross-entropy is
 added with weight ``softmax_weight`` (0 = off: then ``weight`` gets no gradient, and DDP needs
-``find_unused_parameters``). ``training_logits`` returns that layer's logits (label-free).
+``find_unused_parameters``). ``training_logits`` returns that layer's logits (label-free). With
+``softmax_weight=0`` that layer is never trained, so the leakage audit (argmax of the training
+logits) would score random weights: ``has_leaky_audit`` is then False and the model reports no
+``test/acc_leaky`` at all.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class MetricLossHead(LossHead):
         self.bias = nn.Parameter(torch.zeros(self.num_classes))
         self.register_buffer("center_sum", torch.zeros(self.num_classes, self.embedding_dim))
         self.register_buffer("center_count", torch.zeros(self.num_classes))
+
+    @property
+    def has_leaky_audit(self) -> bool:
+        """Whether ``training_logits`` come from a trained layer (only with a softmax term)."""
+        return self.softmax_weight > 0
 
     # -- prediction --------------------------------------------------------------------------
     def centers(self) -> torch.Tensor:

@@ -33,7 +33,12 @@ def test_kept_test_embeddings_equal_a_fresh_pass(tiny_config) -> None:
     # One held-out class: no impostor pairs, so no AUC (recorded as NaN, not a crash).
     open_set = results["open_set"]
     assert open_set["impostor_pairs"] == 0 and math.isnan(open_set["roc_auc"])
-    assert analyses.run_analyses(trainer, model, datamodule, {"geometry": False, "open_set": False}) == {}
+    # Retrieval metrics of the closed-set test embeddings and of the held-out class (issue 15).
+    assert set(results["retrieval"]) == {"precision_at_1", "r_precision", "map_at_r", "nmi", "ami"}
+    assert all(isinstance(v, float) for v in results["retrieval"].values())
+    assert open_set["retrieval"]["precision_at_1"] == 1.0  # one held-out class: every neighbour shares it
+    off = {"geometry": False, "open_set": False, "retrieval": False}
+    assert analyses.run_analyses(trainer, model, datamodule, off) == {}
 
 
 def test_a_failing_analysis_is_recorded_not_raised(tiny_config, monkeypatch) -> None:
@@ -44,7 +49,9 @@ def test_a_failing_analysis_is_recorded_not_raised(tiny_config, monkeypatch) -> 
 
     monkeypatch.setattr(analyses, "class_geometry", boom)
     results = analyses.run_analyses(trainer, model, datamodule)
-    assert results == {"geometry": {"error": "RuntimeError: geometry exploded"}}  # no held-out classes: no open set
+    assert results["geometry"] == {"error": "RuntimeError: geometry exploded"}
+    assert "open_set" not in results  # no held-out classes
+    assert isinstance(results["retrieval"]["map_at_r"], float)  # the other analyses still ran
 
 
 def test_embedding_figures_for_circle_and_sphere() -> None:

@@ -1,0 +1,98 @@
+"""python -m src.evaluate on a tiny sweep: finished runs re-tested from their best checkpoint,
+unfinished ones skipped, a damaged checkpoint a one-line error while the other runs go on, and
+the training record left as it was."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from src import evaluate, report
+from src.analysis.evaluation import EVALUATION_NAME
+from src.pipeline import run
+from tests.conftest import TINY, compose_config
+
+LEAN = ["backbone=small2d", "trainer.max_epochs=1", "logger.tensorboard=null", "callbacks.embeddings=null",
+        "callbacks.learning_rate=null"]
+
+
+@pytest.fixture(scope="module")
+def sweep(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("evaluate") / "sweep"
+    for name, overrides in (("0_softmax", ["loss=softmax"]), ("1_arcface", ["loss=arcface", "seed=1"]),
+                            ("2_triplet", ["loss=triplet", "data.held_out_classes=[8,9]"])):
+        cfg = compose_config([f"data.root={synthetic_root}", *TINY, *LEAN, *overrides], output_dir=root / name)
+        run(cfg, root / name)
+    failed = root / "3_failed"
+    failed.mkdir()
+    shutil.copy(root / "0_softmax" / "config_resolved.yaml", failed)
+    (failed / "metrics.json").write_text(json.dumps({"status": "failed", "reason": "KeyboardInterrupt"}))
+    return root
+
+
+def _best(run_dir: Path) -> Path:
+    (best,) = (run_dir / "checkpoints").glob("best-*.ckpt")
+    return best
+
+
+def _fresh_copy(sweep: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    return copy
+
+
+def test_sweep_evaluates_finished_runs_and_lists_broken_ones(sweep: Path, tmp_path: Path, capsys) -> None:
+    root = _fresh_copy(sweep, tmp_path)
+    damaged = _best(root / "1_arcface")
+    damaged.write_bytes(damaged.read_bytes()[:200])  # truncated
+    records = {p: p.read_bytes() for p in root.glob("*/metrics.json")}
+
+    assert evaluate.main([str(root)]) == 1  # one finished run could not be evaluated
+    out = capsys.readouterr()
+    assert "1_arcface" in out.err and "damaged or truncated" in out.err
+    error_lines = [line for line in out.err.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1 and damaged.name in error_lines[0]  # one line, naming the file
+    assert "skipped" in out.out and "3_failed: training status is failed" in out.out
+    assert "2 run(s) evaluated, 1 skipped, 1 could not be evaluated" in out.out
+
+    for name in ("0_softmax", "2_triplet"):  # evaluated from the best checkpoint: the same figures
+        record = json.loads((root / name / "metrics.json").read_text())
+        evaluation = json.loads((root / name / EVALUATION_NAME).read_text())
+        assert evaluation["status"] == "finished" and evaluation["best_checkpoint"] is True
+        assert evaluation["checkpoint"] == f"checkpoints/{_best(root / name).name}"
+        assert evaluation["test_acc"] == pytest.approx(record["test_acc"], abs=1e-7)
+        assert evaluation["test_confusion"] == record["test_confusion"]
+        assert evaluation["retrieval"] == pytest.approx(record["retrieval"])
+        assert set(evaluation["retrieval"]) == {"precision_at_1", "r_precision", "map_at_r", "nmi", "ami"}
+        assert evaluation["geometry"]["max_intra_deg"] == pytest.approx(record["geometry"]["max_intra_deg"])
+    triplet = json.loads((root / "2_triplet" / EVALUATION_NAME).read_text())
+    assert "test_acc_leaky" not in triplet  # softmax_weight=0: no audit figure
+    assert set(triplet["open_set"]["retrieval"]) == {"precision_at_1", "r_precision", "map_at_r", "nmi", "ami"}
+    assert not (root / "1_arcface" / EVALUATION_NAME).exists()
+    assert not (root / "3_failed" / EVALUATION_NAME).exists()
+    assert {p: p.read_bytes() for p in root.glob("*/metrics.json")} == records  # history untouched
+    used = {run.folder.name: run for run in report.load_runs([root])}  # the report takes the new figures
+    assert used["0_softmax"].evaluated and used["2_triplet"].evaluated and not used["1_arcface"].evaluated
+
+
+def test_a_checkpoint_path_evaluates_that_checkpoint(sweep: Path, tmp_path: Path, capsys) -> None:
+    root = _fresh_copy(sweep, tmp_path)
+    last = root / "0_softmax" / "checkpoints" / "last.ckpt"
+    assert evaluate.main([str(last), "trainer.accelerator=cpu"]) == 0
+    evaluation = json.loads((root / "0_softmax" / "evaluation_last.json").read_text())
+    assert evaluation["best_checkpoint"] is False and evaluation["checkpoint"] == "checkpoints/last.ckpt"
+    assert evaluation["overrides"] == ["trainer.accelerator=cpu"]
+    assert not (root / "0_softmax" / EVALUATION_NAME).exists()  # the report reads only the best one's
+
+
+def test_user_mistakes_are_one_line(sweep: Path, tmp_path: Path, capsys) -> None:
+    assert evaluate.main([str(sweep / "0_softmax"), "trainer.acelerator=cpu"]) == 1
+    err = capsys.readouterr().err
+    assert "override 'trainer.acelerator=cpu' is invalid: trainer.acelerator is not a key of" in err
+    assert evaluate.main([str(tmp_path / "nowhere")]) == 1
+    assert "no such file or folder" in capsys.readouterr().out
+    assert evaluate.main([str(tmp_path)]) == 1
+    assert "no run folder below it" in capsys.readouterr().out
