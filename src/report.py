@@ -679,7 +679,10 @@ def confusion_claims(groups: Sequence[Group]) -> list[str]:
 def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
     """Write every output file into ``out``; returns the markdown text."""
     out.mkdir(parents=True, exist_ok=True)
-    groups = group_runs(runs)
+    # Reference-protocol audit runs feed only their own section (src/report_gap.py), never the tables.
+    from src.report_gap import CSV_HEADER, gap_section, is_audit_run
+
+    groups = group_runs(run for run in runs if not is_audit_run(run))
     problems = [run for run in runs if not run.usable]
 
     comparisons: dict[int, Comparison] = {}
@@ -727,6 +730,10 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
             md += ["## Validation accuracy", ""]
             md += [f"![{loss}]({name})" for loss, name in curves] + [""]
         md += _confusion_section(groups, grid)
+    gap_md, gap_rows = gap_section(runs, table)
+    if gap_md:
+        md += gap_md
+        _csv(out / "gap_explained.csv", CSV_HEADER, gap_rows)
     md += _problem_section(problems)
     text = "\n".join(md).rstrip() + "\n"
     (out / "report.md").write_text(text)
