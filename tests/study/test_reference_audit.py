@@ -51,3 +51,27 @@ def test_audit_is_off_by_default(tiny_config, tmp_path: Path) -> None:
     cfg = tiny_config()
     assert cfg.callbacks.reference_audit is None
     assert cfg.loss._target_ == "src.losses.softmax.Softmax"
+
+
+@pytest.mark.parametrize(("point", "target", "m"), [
+    ("softmax", "src.losses.softmax.Softmax", None),
+    ("sphereface_m2", "src.losses.reference_sphereface.ReferenceSphereFace", 2.0),
+    ("arcface_m0.5", "src.losses.reference_arcface.ReferenceArcFace", 0.5),
+])
+def test_audit_config_is_the_reference_recipe(point: str, target: str, m: float | None) -> None:
+    from conftest import compose_config
+
+    cfg = compose_config(["experiment=reference_audit", f"audit_config={point}"])
+    assert cfg.loss._target_ == target and cfg.loss.get("m") == m
+    assert cfg.optimizer._target_ == "torch.optim.Adadelta" and cfg.optimizer.lr == 1.0
+    assert (cfg.optimizer.rho, cfg.optimizer.eps) == (0.95, 1e-7)
+    assert cfg.data.batch_size == 128 and cfg.trainer.max_epochs == 50 and cfg.data.train_subset is None
+    assert not cfg.data.hflip and cfg.data.crop_padding == 0
+    assert cfg.backbone._target_ == "src.backbones.seed_cnn.SeedCNN" and cfg.backbone.keras_init is True
+    assert cfg.callbacks.reference_audit._target_ == "src.callbacks.reference_audit.ReferenceProtocolAudit"
+    assert cfg.callbacks.best_checkpoint.monitor == "val/acc"  # selection stays on validation
+    from test_study_configs import sweeper_params
+
+    params = sweeper_params("reference_audit")
+    assert params["audit_config"].split(",") == ["softmax", "sphereface_m2", "arcface_m0.5"]
+    assert params["seed"] == "0,1,2"
