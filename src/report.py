@@ -704,9 +704,10 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
     md.append(f"{len(runs)} run folder(s): {sum(r.usable for r in runs)} finished and used, "
               f"{len(problems)} not used (listed at the end).")
     md += ["", "Test accuracy is the honest one: the best-validation checkpoint evaluated once on the "
-           "test set with label-free prediction. *Leaky* is the leakage audit: the same checkpoint scored the "
-           "way the reference study did (argmax of the margin logits built with the true label); it is not a "
-           "valid accuracy and is shown only to measure how much the reference protocol distorts. "
+           "test set with label-free prediction. *Leaky* is the leakage audit: the same checkpoint scored by the "
+           "argmax of the margin logits built with the true label (a margin on the true class only, which "
+           "lowers accuracy; the reference's own label mixing is the reference-protocol audit's); it is not a "
+           "valid accuracy. "
            "Mean ± sample std over seeds; accuracies in %.", ""]
 
     if not groups:
