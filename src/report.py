@@ -731,7 +731,7 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
             md += ["## Validation accuracy", ""]
             md += [f"![{loss}]({name})" for loss, name in curves] + [""]
         md += _confusion_section(groups, grid)
-    gap_md, gap_rows = gap_section(runs, table)
+    gap_md, gap_rows = gap_section(runs, table, out)
     if gap_md:
         md += gap_md
         _csv(out / "gap_explained.csv", CSV_HEADER, gap_rows)

@@ -5,7 +5,7 @@ Inputs are run records (``metrics.json``) of two kinds:
 
 * audit runs (``experiment=reference_audit``, src/callbacks/reference_audit.py): one run per
   (configuration, seed) gives rows 1-3 from its per-epoch history and its final test;
-* honest study runs (``experiment=study``) give row 4.
+* honest study runs (``experiment=study`` only) give row 4.
 
 Rows, each as mean ± sample std over seeds with a 95% t-interval of the mean:
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,8 @@ import numpy as np
 REFERENCE_KEY = "audit/test_acc_reference_protocol"
 LABEL_FREE_KEY = "audit/test_acc_label_free"
 AUDIT_EXPERIMENT = "reference_audit"
+# Row 4 comes from the full honest study only (not study_quick or other experiments).
+STUDY_EXPERIMENT = "study"
 LEVEL = 0.95
 BASELINE = "softmax"
 
@@ -156,6 +159,7 @@ class ConfigValues:
     reported: float
     audit: dict[Any, tuple[float, float, float]]
     study: dict[Any, float]
+    audit_runs: list[Any]
 
     def row(self, index: int) -> float | list[float]:
         if index == 0:
@@ -176,16 +180,18 @@ def collect(runs: Sequence[Any]) -> list[ConfigValues]:
     for config, (reported, audit_loss, study_loss, m) in CONFIGS.items():
         audit: dict[Any, tuple[float, float, float]] = {}
         study: dict[Any, float] = {}
+        audit_runs = []
         for run in runs:
             if is_audit_run(run) and _matches(run, audit_loss, m):
                 values = (_history_max(run, REFERENCE_KEY), _history_max(run, LABEL_FREE_KEY),
                           _finite(run.record.get("test_acc")))
                 if all(v is not None for v in values):
                     audit[run.seed] = tuple(100.0 * v for v in values)  # type: ignore[operator]
-            elif not is_audit_run(run) and _matches(run, study_loss, m):
+                    audit_runs.append(run)
+            elif run.record.get("experiment") == STUDY_EXPERIMENT and _matches(run, study_loss, m):
                 study[run.seed] = 100.0 * float(run.record["test_acc"])
         if audit:
-            out.append(ConfigValues(config, reported, audit, study))
+            out.append(ConfigValues(config, reported, audit, study, audit_runs))
     return out
 
 
@@ -239,8 +245,47 @@ def _signed(e: Estimate) -> str:
     return "–" if math.isnan(e.value) else f"{e.value:+.2f}"
 
 
-def gap_section(runs: Sequence[Any], table: Callable[[Sequence[str], Any], str]) -> tuple[list[str], list[list[Any]]]:
-    """Markdown lines of the section and CSV rows; empty when there is no audit run."""
+def _mean_curve(runs: Sequence[Any], key: str) -> tuple[list[int], list[float]]:
+    per_epoch: dict[int, list[float]] = {}
+    for run in runs:
+        for row in run.record.get("history") or []:
+            value = _finite(row.get(key)) if isinstance(row, dict) else None
+            if value is not None and _finite(row.get("epoch")) is not None:
+                per_epoch.setdefault(int(row["epoch"]), []).append(100.0 * value)
+    epochs = sorted(per_epoch)
+    return epochs, [float(np.mean(per_epoch[e])) for e in epochs]
+
+
+def gap_figure(collected: Sequence[ConfigValues], out: Path, name: str = "reference_protocol_audit.png") -> str:
+    """Per configuration, the test accuracy after every epoch: label-fed (the reference protocol)
+    and label-free, mean over seeds, with the reported figure."""
+    from src.plots import plt
+
+    fig, axes = plt.subplots(1, len(collected), figsize=(4.5 * len(collected), 3.8), dpi=100, squeeze=False)
+    for ax, values in zip(axes[0], collected, strict=True):
+        for key, label, style in ((REFERENCE_KEY, "labels fed to the head (reference protocol)", "-"),
+                                  (LABEL_FREE_KEY, "label-free", "--")):
+            epochs, mean = _mean_curve(values.audit_runs, key)
+            ax.plot(epochs, mean, style, label=label)
+        ax.axhline(values.reported, color="0.3", lw=0.8, ls=":", label=f"reported {values.reported:.2f}")
+        ax.set_title(f"{values.config} (n={len(values.audit_runs)})", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel("TEST accuracy, %")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Reference protocol (audit): test set scored after every epoch -- not a valid accuracy",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / name)
+    plt.close(fig)
+    return name
+
+
+def gap_section(runs: Sequence[Any], table: Callable[[Sequence[str], Any], str],
+                out: Path | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Markdown lines of the section and CSV rows (and, with ``out``, its figure); empty when
+    there is no audit run."""
     collected = collect(runs)
     if not collected:
         return [], []
@@ -304,6 +349,8 @@ def gap_section(runs: Sequence[Any], table: Callable[[Sequence[str], Any], str])
             csv_rows.append(["difference", name, i, ROWS[i], "", d.value, "", d.low, d.high, "", ""])
         for i, s in enumerate(shares):
             csv_rows.append(["step", name, i + 1, STEPS[i], "", s.value, "", s.low, s.high, "", ""])
+    if out is not None:
+        md += [f"![reference protocol (audit)]({gap_figure(collected, out)})", ""]
     machines = sorted({str(r.record.get("machine")) for r in runs if is_audit_run(r) and r.usable})
     if machines:
         md += ["Reference-protocol (audit) runs ran on: " + "; ".join(f"`{m}`" for m in machines) + ".", ""]

@@ -38,6 +38,8 @@ class ReferenceProtocolAudit(pl.Callback):
     @staticmethod
     def score_test_set(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[float, float]:
         datamodule = trainer.datamodule
+        if datamodule is None:
+            raise RuntimeError("the reference-protocol audit reads the test split from a LightningDataModule")
         datamodule.setup("test")  # loads the test split once; a no-op afterwards
         head = pl_module.head
         was_training = pl_module.training

@@ -88,6 +88,8 @@ def test_report_includes_the_gap_section_and_keeps_audit_runs_out_of_the_tables(
     # The summary table holds the study's groups only.
     summary = text[text.index("## Summary"):text.index("## The gap explained")]
     assert "reference_sphereface" not in summary and "reference_audit" not in summary
+    assert "![reference protocol (audit)](reference_protocol_audit.png)" in section
+    assert (tmp_path / "out" / "reference_protocol_audit.png").stat().st_size > 0
     rows = list(csv.DictReader((tmp_path / "out" / "gap_explained.csv").open()))
     steps = [r for r in rows if r["kind"] == "step" and r["configuration"] == "sphereface_m2"]
     assert [float(r["value"]) for r in steps] == pytest.approx([-0.83, 4.0, -0.1, -0.9])
@@ -99,6 +101,14 @@ def test_no_audit_runs_no_section(tmp_path: Path) -> None:
         write_run(root / f"softmax_{seed}", seed=seed, test_acc=acc)
     text = build_report(load_runs([root]), tmp_path / "out", [str(root)])
     assert "gap explained" not in text and not (tmp_path / "out" / "gap_explained.csv").exists()
+
+
+def test_only_the_full_study_gives_the_honest_row(tmp_path: Path) -> None:
+    root = _fabricate(tmp_path)
+    write_run(root / "quick" / "sphereface_9", loss="sphereface", m=2.0, seed=9, test_acc=0.5,
+              experiment="study_quick")
+    values = {v.config: v for v in collect(load_runs([root]))}
+    assert values["sphereface_m2"].row(4) == pytest.approx([92.5, 92.6, 93.0])
 
 
 def test_missing_study_runs_leave_the_last_step_open(tmp_path: Path) -> None:
