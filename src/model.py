@@ -52,10 +52,9 @@ class MarginClassifier(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(c, average="micro")
         self.test_acc_macro = MulticlassAccuracy(c, average="macro")
         self.test_confusion = MulticlassConfusionMatrix(c)
-        # Leakage audit: what the reference study's protocol (argmax of the margin logits built
-        # with the true label) would report. Logged under its own name, never used to select.
-        # Note: a margin on the true class only, a leak that *lowers* accuracy; the reference's
-        # own leak is reproduced by the audit heads (below).
+        # Leakage check: the argmax of the margin logits built with the true label, logged under its
+        # own name, never used to select. It puts a margin on the true class only, a leak that
+        # *lowers* accuracy; the reference's own leak is reproduced by the audit heads (below).
         self.test_acc_leaky = MulticlassAccuracy(c, average="micro")
         # Audit heads only (src/losses/reference_*.py): the reference's real mechanism, its layer
         # fed the true label at test time. A mean, not an accuracy metric: with the one-hot

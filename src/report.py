@@ -710,8 +710,10 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
            "valid accuracy. "
            "Mean ± sample std over seeds; accuracies in %.", ""]
 
+    gap_md, gap_rows = gap_section(runs, table, out)
     if not groups:
-        md += ["**No finished run with a test accuracy was found.**", ""]
+        md += ["**No finished run with a test accuracy was found" + (" outside the reference-protocol audit.**"
+                                                                    if gap_md else ".**"), ""]
     else:
         md += ["## Summary", ""]
         md.append(table(
@@ -731,7 +733,6 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
             md += ["## Validation accuracy", ""]
             md += [f"![{loss}]({name})" for loss, name in curves] + [""]
         md += _confusion_section(groups, grid)
-    gap_md, gap_rows = gap_section(runs, table, out)
     if gap_md:
         md += gap_md
         _csv(out / "gap_explained.csv", CSV_HEADER, gap_rows)
