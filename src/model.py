@@ -12,9 +12,11 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics.aggregation import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from src.losses.base import LossHead
+from src.losses.reference_protocol import ReferenceHead
 
 
 class MarginClassifier(pl.LightningModule):
@@ -50,9 +52,14 @@ class MarginClassifier(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(c, average="micro")
         self.test_acc_macro = MulticlassAccuracy(c, average="macro")
         self.test_confusion = MulticlassConfusionMatrix(c)
-        # Leakage audit: what the reference study's protocol (argmax of the margin logits built
-        # with the true label) would report. Logged under its own name, never used to select.
+        # Leakage check: the argmax of the margin logits built with the true label, logged under its
+        # own name, never used to select. It puts a margin on the true class only, a leak that
+        # *lowers* accuracy; the reference's own leak is reproduced by the audit heads (below).
         self.test_acc_leaky = MulticlassAccuracy(c, average="micro")
+        # Audit heads only (src/losses/reference_*.py): the reference's real mechanism, its layer
+        # fed the true label at test time. A mean, not an accuracy metric: with the one-hot
+        # broadcast a sample's Keras 'accuracy' is a share of its batch's margin placements.
+        self.test_acc_reference_protocol = MeanMetric()
         self.test_predictions: list[torch.Tensor] = []
         # Test embeddings and labels, kept for the post-test analyses (src/analysis/embeddings.py).
         self.test_embeddings: list[torch.Tensor] = []
@@ -128,7 +135,10 @@ class MarginClassifier(pl.LightningModule):
         self.test_confusion.update(preds, labels)
         self.log("test/acc", self.test_acc, on_epoch=True)
         self.log("test/acc_macro", self.test_acc_macro, on_epoch=True)
-        if getattr(self.head, "has_leaky_audit", True):  # False: metric heads without a trained softmax layer
+        if isinstance(self.head, ReferenceHead):
+            self.test_acc_reference_protocol.update(self.head.reference_correct(embeddings, labels))
+            self.log("test/acc_reference_protocol", self.test_acc_reference_protocol, on_epoch=True)
+        elif getattr(self.head, "has_leaky_audit", True):  # False: metric heads without a trained softmax layer
             self.test_acc_leaky(self.head.training_logits(embeddings, labels).argmax(dim=1), labels)
             self.log("test/acc_leaky", self.test_acc_leaky, on_epoch=True)
 

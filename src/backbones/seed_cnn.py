@@ -11,9 +11,14 @@ class SeedCNN(nn.Module):
 
     The output of the last dropout is the embedding; the study's final Dense10 is the loss head.
     With the softmax head the whole network has 468,074 parameters, as in the reference.
+
+    ``keras_init`` (off by default; on in the reference-protocol audit): Keras' defaults instead of
+    PyTorch's: glorot-uniform kernels with zero biases, BatchNormalization momentum 0.99 (PyTorch
+    momentum 0.01) and epsilon 1e-3. Same parameters and checkpoint keys either way.
     """
 
-    def __init__(self, embedding_dim: int = 128, in_channels: int = 1, image_size: int = 28) -> None:
+    def __init__(self, embedding_dim: int = 128, in_channels: int = 1, image_size: int = 28,
+                 keras_init: bool = False) -> None:
         super().__init__()
         self.embedding_dim = embedding_dim
 
@@ -29,6 +34,16 @@ class SeedCNN(nn.Module):
         self.embed = nn.Sequential(
             nn.Linear(flat, embedding_dim), nn.ReLU(inplace=True), nn.BatchNorm1d(embedding_dim), nn.Dropout(0.5)
         )
+        if keras_init:
+            self._keras_defaults()
+
+    def _keras_defaults(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.BatchNorm1d):
+                module.momentum, module.eps = 0.01, 1e-3
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(self.features(images))

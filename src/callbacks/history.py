@@ -9,7 +9,9 @@ import pytorch_lightning as pl
 
 
 class EpochHistory(pl.Callback):
-    KEYS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_macro")
+    KEYS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/acc_macro",
+            # Present only when the reference-protocol audit runs (src/callbacks/reference_audit.py).
+            "audit/test_acc_reference_protocol", "audit/test_acc_label_free")
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []

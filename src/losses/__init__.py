@@ -8,6 +8,8 @@ from src.losses.contrastive import Contrastive
 from src.losses.cosface import CosFace
 from src.losses.modified_softmax import ModifiedSoftmax
 from src.losses.normface import NormFace
+from src.losses.reference_arcface import ReferenceArcFace
+from src.losses.reference_sphereface import ReferenceSphereFace
 from src.losses.softmax import Softmax
 from src.losses.sphereface import SphereFace
 from src.losses.sphereface_plus import SphereFacePlus
@@ -22,6 +24,8 @@ __all__ = [
     "LossHead",
     "ModifiedSoftmax",
     "NormFace",
+    "ReferenceArcFace",
+    "ReferenceSphereFace",
     "Softmax",
     "SphereFace",
     "SphereFacePlus",

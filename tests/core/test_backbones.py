@@ -38,3 +38,19 @@ def test_channels_last_gives_same_output() -> None:
     ref = net(x)
     out = net.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_seed_cnn_keras_init_keeps_parameters_and_keys() -> None:
+    torch.manual_seed(0)
+    plain, keras = SeedCNN(), SeedCNN(keras_init=True)
+    assert list(plain.state_dict()) == list(keras.state_dict())
+    assert sum(p.numel() for p in keras.parameters()) == sum(p.numel() for p in plain.parameters())
+    bn = next(m for m in keras.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert (bn.momentum, bn.eps) == (0.01, 1e-3)
+    for m in keras.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            assert torch.count_nonzero(m.bias) == 0
+            fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(m.weight)
+            assert m.weight.abs().max() <= (6.0 / (fan_in + fan_out)) ** 0.5  # glorot-uniform bound
+    default_bn = next(m for m in plain.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert (default_bn.momentum, default_bn.eps) == (0.1, 1e-5)
