@@ -11,7 +11,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
@@ -19,27 +18,10 @@ from src.callbacks.signals import interruption
 from src.config_checks import check_and_record
 from src.model import MarginClassifier
 from src.records import RunRecord
+from src.tb.final import log_final
 from src.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
-
-
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as flat ``a/b/c -> scalar`` pairs for TensorBoard's HPARAMS tab."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key not in ("hydra", "callbacks", "logger"):
-                    walk(value, f"{prefix}{key}/" if prefix or key else "")
-        elif isinstance(node, (int, float, str, bool)):
-            out[prefix.rstrip("/")] = node
-        else:
-            out[prefix.rstrip("/")] = str(node)
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, MarginClassifier]:
@@ -133,14 +115,6 @@ def _fit_and_test(cfg: DictConfig, output_dir: Path, record: RunRecord) -> dict[
         # Test-set geometry and (with held-out classes) the open-set check; never fails the run.
         metrics.update(run_analyses(trainer, model, datamodule, cfg.get("analysis")))
 
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            final = {"hparams/val_acc_best": metrics["val_acc_best"]}
-            if "test_acc" in metrics:
-                final["hparams/test_acc"] = metrics["test_acc"]
-            if isinstance(metrics.get("open_set", {}).get("roc_auc"), float):
-                final["hparams/open_set_roc_auc"] = metrics["open_set"]["roc_auc"]
-            logger.log_hyperparams(flat_hparams(cfg), metrics=final)
-            logger.finalize("success")
+    log_final(loggers, cfg, metrics)  # HParams session, final scalars, text summary (src/tb/final.py)
     record.finish("finished", **metrics)
     return metrics
