@@ -10,7 +10,7 @@ DATASET ?= fashion_mnist
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test lint study study-quick report bench clean
+.PHONY: setup data train test lint study study-quick report bench tb-screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,14 @@ report: setup
 # docs/performance.md). Needs the dataset (make data). E.g. make bench ARGS="--device cuda --batch-size 512"
 bench: data
 	$(PY) -m src.bench $(ARGS)
+
+# Headless-Chromium screenshots of TensorBoard's Time Series, Images, HParams and Projector tabs
+# over a finished sweep, for a person to look at before a release (needs: apt-get install chromium).
+# make tb-screenshots LOGDIR=outputs/multiruns/<sweep> SHOTS=docs/img   (default: the newest sweep)
+LOGDIR ?= $(lastword $(sort $(wildcard outputs/multiruns/*)))
+SHOTS ?= outputs/screenshots
+tb-screenshots: setup
+	$(PY) -m src.tb.screenshots $(LOGDIR) --out $(SHOTS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

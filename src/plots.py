@@ -59,7 +59,7 @@ def confusion_figure(matrix: np.ndarray, class_names: list[str], title: str = ""
             if i == j:
                 text += f"\n{share_label(int(counts[i, j]), int(rows[i, 0]))}"
             colour = "white" if share[i, j] > 0.55 else "black"
-            ax.text(j, i, text, ha="center", va="center", fontsize=5 if small else 6.5, color=colour,
+            ax.text(j, i, text, ha="center", va="center", fontsize=5 if small else 7, color=colour,
                     linespacing=0.85)
     total = int(counts.sum())
     acc = np.trace(counts) / max(total, 1)

@@ -4,7 +4,7 @@
 weights; embedded afresh if it kept none) and stores their angular geometry; with
 ``data.held_out_classes`` it also embeds the held-out classes' test images and runs the open-set
 verification check. Both go into the run record (metrics.json,
-keys ``geometry`` and ``open_set``) and TensorBoard (``geometry/*``, ``open_set/*`` scalars and
+keys ``geometry`` and ``open_set``) and TensorBoard (``test/geometry/*``, ``test/open_set/*`` scalars and
 the held-out embeddings in the projector). A failing analysis is recorded as ``{"error": ...}``
 and warned about; it never fails a run whose training and test succeeded.
 """
@@ -72,13 +72,13 @@ def _scalars(results: Mapping[str, Any]) -> dict[str, float]:
     geometry = results.get("geometry") or {}
     for key in ("max_intra_deg", "min_inter_deg", "mean_to_center_deg"):
         if isinstance(geometry.get(key), (int, float)):
-            tags[f"geometry/{key}"] = float(geometry[key])
+            tags[f"test/geometry/{key}"] = float(geometry[key])
     if "criterion_holds" in geometry:
-        tags["geometry/criterion_holds"] = float(bool(geometry["criterion_holds"]))
+        tags["test/geometry/criterion_holds"] = float(bool(geometry["criterion_holds"]))
     open_set = results.get("open_set") or {}
     for key, value in open_set.items():
         if (key in ("roc_auc", "recall_at_1") or key.startswith("tar_far")) and isinstance(value, (int, float)):
-            tags[f"open_set/{key}"] = float(value)
+            tags[f"test/open_set/{key}"] = float(value)
     return tags
 
 

@@ -25,7 +25,7 @@ def final_scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
     """Final metrics that need a scalar for HParams and are not logged by Lightning or the analyses."""
     out: dict[str, float] = {}
     sources = {"test/retrieval": metrics.get("retrieval"),
-               "test/open_set_retrieval": (metrics.get("open_set") or {}).get("retrieval")}
+               "test/open_set/retrieval": (metrics.get("open_set") or {}).get("retrieval")}
     for prefix, values in sources.items():
         for key in RETRIEVAL:
             value = _number((values or {}).get(key)) if isinstance(values, Mapping) else None

@@ -22,9 +22,10 @@ HParam = bool | int | float | str
 SKIPPED_SECTIONS = ("hydra", "callbacks", "logger", "checkpoint_io")
 # Config groups whose choice (``loss=arcface``) is itself a hyper-parameter.
 GROUPS = ("loss", "backbone", "optimizer", "scheduler", "data", "experiment", "study_config")
-# Shown in the sweep's HParams table even when constant, because a reader needs them to know what
-# the runs were; every other constant key stays in each run's record but out of the table.
-HEADLINE = ("loss", "loss.m", "loss.s", "backbone", "seed", "optimizer", "optimizer.lr", "trainer.max_epochs")
+# Listed in the sweep's HParams experiment even when constant, because a reader needs them to know
+# what the runs were; TensorBoard shows the first five (differing keys first), so this list is short.
+# Other constant keys stay in each run's session and config_resolved.yaml, out of the table.
+HEADLINE = ("loss", "loss.m", "backbone", "seed", "optimizer", "trainer.max_epochs")
 # HParams metric columns, in this order (the first five are shown by default): tag -> display name.
 # The leakage audit may come under another name; any other test/* scalar follows these.
 METRICS = {
@@ -32,7 +33,7 @@ METRICS = {
     "test/acc": "test acc",
     "test/acc_macro": "test acc (macro)",
     "test/acc_leaky": "leaky acc (audit)",
-    "open_set/roc_auc": "open-set ROC AUC",
+    "test/open_set/roc_auc": "open-set ROC AUC",
 }
 MAX_DISCRETE = 12  # number hparams with at most this many values get a checkbox filter
 
@@ -144,7 +145,7 @@ def metric_tags(found: Iterable[str]) -> list[str]:
     """The HParams metric columns among the scalar tags ``found`` in the runs, in display order."""
     found = set(found)
     first = [tag for tag in METRICS if tag in found]
-    others = sorted(t for t in found if t.startswith(("test/", "open_set/")) and t not in METRICS)
+    others = sorted(t for t in found if t.startswith("test/") and t not in METRICS)
     return first + others
 
 

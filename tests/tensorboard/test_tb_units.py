@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from tensorboard.plugins.hparams import api_pb2, metadata
 
 from src.plots import confusion_figure, share_label
+from src.tb.final import final_scalars, summary_text
 from src.tb.hparams import experiment, experiment_infos, metric_tags, read_session_hparams, session_start
 from src.tb.logger import stable_tag
 from src.utils.resolvers import SWEPT_ENV, job_subdir, margin_label
@@ -82,7 +83,7 @@ def test_experiment_covers_the_union_and_marks_what_differs() -> None:
               "analysis.geometry": True, "data.batch_size": 32}
     infos = {i.name: i for i in experiment_infos([arc, sphere])}
     order = list(infos)
-    assert order == ["loss", "loss.anneal", "loss.convention", "loss.m", "loss.s", "seed"]
+    assert order == ["loss", "loss.anneal", "loss.convention", "loss.m", "seed"]  # constant loss.s: out
     assert [n for n in order if infos[n].differs] == order[:4]
     assert infos["loss.anneal"].type == api_pb2.DATA_TYPE_BOOL and infos["loss"].type == api_pb2.DATA_TYPE_STRING
     assert [v.number_value for v in infos["loss.m"].domain_discrete.values] == [0.5, 4.0]
@@ -90,4 +91,16 @@ def test_experiment_covers_the_union_and_marks_what_differs() -> None:
                         "test/acc_reference"})[:3] == ["val/acc_best", "test/acc", "test/acc_macro"]
     record = metadata.parse_experiment_plugin_data(experiment([arc, sphere], {"test/acc"}).value[0].metadata
                                                    .plugin_data.content)
-    assert [m.name.tag for m in record.metric_infos] == ["test/acc"] and len(record.hparam_infos) == 6
+    assert [m.name.tag for m in record.metric_infos] == ["test/acc"] and len(record.hparam_infos) == 5
+
+
+def test_final_scalars_follow_the_embedding_metrics_contract() -> None:
+    retrieval = {"precision_at_1": 0.9, "r_precision": 0.8, "map_at_r": 0.7, "nmi": 0.6, "ami": 0.5}
+    metrics = {"val_acc_best": 0.91, "test_acc": 0.9, "retrieval": retrieval,
+               "open_set": {"roc_auc": 0.8, "retrieval": {"map_at_r": 0.4, "nmi": "n/a"}}}
+    scalars = final_scalars(metrics)
+    assert scalars["test/retrieval/map_at_r"] == 0.7 and len([t for t in scalars if "/retrieval/" in t]) == 6
+    assert scalars["test/open_set/retrieval/map_at_r"] == 0.4 and "test/open_set/retrieval/nmi" not in scalars
+    assert final_scalars({"test_acc": 0.9}) == {}  # absent metrics are simply absent
+    text = summary_text({"loss": "arcface", "loss.m": 0.5}, metrics)
+    assert "loss=arcface loss.m=0.5" in text and "| test_acc | 0.9000 |" in text and "open-set ROC AUC" in text
