@@ -53,11 +53,11 @@ bench: data
 
 # Headless-Chromium screenshots of TensorBoard's Time Series, Images, HParams and Projector tabs
 # over a finished sweep, for a person to look at before a release (needs: apt-get install chromium).
-# make tb-screenshots LOGDIR=outputs/multiruns/<sweep> SHOTS=docs/img   (default: the newest sweep)
+# make tb-screenshots LOGDIR=outputs/multiruns/<sweep> SHOTS=docs/img ARGS=--palette  (default: newest sweep)
 LOGDIR ?= $(lastword $(sort $(wildcard outputs/multiruns/*)))
 SHOTS ?= outputs/screenshots
 tb-screenshots: setup
-	$(PY) -m src.tb.screenshots $(LOGDIR) --out $(SHOTS)
+	$(PY) -m src.tb.screenshots $(LOGDIR) --out $(SHOTS) $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -25,7 +25,7 @@ GROUPS = ("loss", "backbone", "optimizer", "scheduler", "data", "experiment", "s
 # Listed in the sweep's HParams experiment even when constant, because a reader needs them to know
 # what the runs were; TensorBoard shows the first five (differing keys first), so this list is short.
 # Other constant keys stay in each run's session and config_resolved.yaml, out of the table.
-HEADLINE = ("loss", "loss.m", "backbone", "seed", "optimizer", "trainer.max_epochs")
+HEADLINE = ("loss", "loss.m", "backbone", "seed")
 # HParams metric columns, in this order (the first five are shown by default): tag -> display name.
 # The leakage audit may come under another name; any other test/* scalar follows these.
 METRICS = {
@@ -145,8 +145,13 @@ def metric_tags(found: Iterable[str]) -> list[str]:
     """The HParams metric columns among the scalar tags ``found`` in the runs, in display order."""
     found = set(found)
     first = [tag for tag in METRICS if tag in found]
-    others = sorted(t for t in found if t.startswith("test/") and t not in METRICS)
-    return first + others
+    # Then other test accuracies (a renamed leakage audit), retrieval and open-set numbers, then the
+    # rest of the test analyses (geometry, ...).
+    def rank(tag: str) -> int:
+        return 0 if tag.startswith("test/acc") else 1 if tag.startswith(("test/retrieval/", "test/open_set/")) else 2
+
+    others = sorted((rank(t), t) for t in found if t.startswith("test/") and t not in METRICS)
+    return first + [t for _, t in others]
 
 
 def experiment(runs: Iterable[Mapping[str, HParam]], scalar_tags: Iterable[str]) -> Summary:

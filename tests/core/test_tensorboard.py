@@ -48,6 +48,7 @@ def test_scalars_confusion_figures_and_hparams(tiny_config, tmp_path: Path) -> N
     assert [img.step for img in series("val/confusion", "Images")] == val_steps and len(val_steps) == 2
     # val/acc_best: the running best of val/acc, ending on the checkpoint-selection score.
     best = [e.value for e in series("val/acc_best")]
+    assert [e.step for e in series("val/acc_best")] == val_steps  # no extra end-of-run point
     assert best == [max(e.value for e in series("val/acc")[: i + 1]) for i in range(len(best))]
     assert abs(best[-1] - metrics["val_acc_best"]) < 1e-6
     assert abs(series("test/acc")[-1].value - metrics["test_acc"]) < 1e-6
