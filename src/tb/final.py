@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 
 from src.tb.hparams import GROUPS, run_hparams, session_end, session_start
 
@@ -68,24 +69,25 @@ def log_final(loggers: Iterable[Logger], cfg: DictConfig, metrics: Mapping[str, 
               choices: Mapping[str, str | None] | None = None) -> None:
     """Writes the run's HParams session, final scalars and text summary to every TensorBoard logger
     (``choices``: the config-group choices, by default the running Hydra job's)."""
-    choices = hydra_choices() if choices is None else choices
+    hparams = run_hparams(cfg, hydra_choices() if choices is None else choices)
     for logger in loggers:
-        if not isinstance(logger, TensorBoardLogger):
-            continue
-        writer = logger.experiment
-        step = int(metrics.get("global_step", 0))
-        scalars = final_scalars(metrics)
-        # A resumed run's logger saw only the epochs after the restart: the record's best wins.
-        best = _number(metrics.get("val_acc_best"))
-        if best is not None and math.isfinite(best) and getattr(logger, "val_acc_best", None) != best:
-            scalars["val/acc_best"] = best
-        for tag, value in scalars.items():
-            at = getattr(logger, "val_step", None) if tag == "val/acc_best" else None
-            writer.add_scalar(tag, value, global_step=step if at is None else at)
-        hparams = run_hparams(cfg, choices)
-        writer.add_text("summary", summary_text(hparams, metrics), global_step=step)
-        file_writer = writer._get_file_writer()  # the HParams records are raw summaries (no public API)
-        file_writer.add_summary(session_start(hparams), step)
-        file_writer.add_summary(session_end(), step)
-        logger.finalize("success")
+        if isinstance(logger, TensorBoardLogger):
+            _write(logger, hparams, metrics)
+            logger.finalize("success")
 
+
+@rank_zero_only  # other processes of a distributed run have no event file
+def _write(logger: TensorBoardLogger, hparams: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+    writer = logger.experiment
+    step = int(metrics.get("global_step", 0))
+    scalars = final_scalars(metrics)
+    # A resumed run's logger saw only the epochs after the restart: the record's best ends the curve.
+    best = _number(metrics.get("val_acc_best"))
+    if best is not None and math.isfinite(best) and getattr(logger, "val_acc_best", None) != best:
+        scalars["val/acc_best"] = best
+    for tag, value in scalars.items():
+        writer.add_scalar(tag, value, global_step=step)
+    writer.add_text("summary", summary_text(hparams, metrics), global_step=step)
+    file_writer = writer._get_file_writer()  # the HParams records are raw summaries (no public API)
+    file_writer.add_summary(session_start(hparams), step)
+    file_writer.add_summary(session_end(), step)

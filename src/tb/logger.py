@@ -46,7 +46,6 @@ class RunTensorBoardLogger(TensorBoardLogger):
         kwargs.setdefault("default_hp_metric", False)
         super().__init__(save_dir, name=name, version=version, **kwargs)
         self.val_acc_best = -math.inf
-        self.val_step: int | None = None
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
@@ -57,7 +56,6 @@ class RunTensorBoardLogger(TensorBoardLogger):
                 self.val_acc_best = max(self.val_acc_best, value)
             if math.isfinite(self.val_acc_best):
                 renamed["val/acc_best"] = self.val_acc_best
-            self.val_step = step
         if renamed:
             super().log_metrics(renamed, step)
 
