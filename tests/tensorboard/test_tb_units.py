@@ -106,3 +106,29 @@ def test_final_scalars_follow_the_embedding_metrics_contract() -> None:
     assert final_scalars({"test_acc": 0.9}) == {}  # absent metrics are simply absent
     text = summary_text({"loss": "arcface", "loss.m": 0.5}, metrics)
     assert "loss=arcface loss.m=0.5" in text and "| test_acc | 0.9000 |" in text and "open-set ROC AUC" in text
+
+
+def test_logger_tags_and_final_records_in_the_run_folder(tmp_path) -> None:
+    from omegaconf import OmegaConf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from src.tb.final import log_final
+    from src.tb.logger import RunTensorBoardLogger
+
+    logger = RunTensorBoardLogger(str(tmp_path))
+    logger.log_metrics({"train/loss": 2.0, "lr-AdamW": 1e-3, "epoch": 0}, step=1)
+    logger.log_metrics({"val/acc": 0.5, "epoch": 0}, step=4)
+    logger.log_metrics({"val/acc": 0.4, "epoch": 1}, step=9)
+    logger.log_hyperparams({"ignored": 1})  # Lightning's own record stays out
+    cfg = OmegaConf.create({"seed": 0, "loss": {"_target_": "x.ArcFace", "m": 0.5}, "logger": {"a": 1}})
+    # As after a resume: the record's best (0.7) beats what this logger saw (0.5).
+    log_final([logger], cfg, {"val_acc_best": 0.7, "global_step": 10, "test_acc": 0.6}, choices={"loss": "arcface"})
+    acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    assert sorted(acc.Tags()["scalars"]) == ["train/loss", "train/lr", "val/acc", "val/acc_best"]
+    assert [(e.step, round(e.value, 3)) for e in acc.Scalars("val/acc_best")] == [(4, 0.5), (9, 0.5), (10, 0.7)]
+    content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+    assert set(content) == {metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG}
+    assert read_session_hparams(content[metadata.SESSION_START_INFO_TAG]) == {"seed": 0, "loss.m": 0.5,
+                                                                              "loss": "arcface"}
+    assert not list(tmp_path.glob("hparams.yaml")) and list(tmp_path.glob("events.out.tfevents.*"))
