@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -68,6 +69,14 @@ def wait_for_runs(base: str, server: subprocess.Popen, timeout: float) -> list[s
     raise TimeoutError(f"tensorboard served no run within {timeout:.0f} s")
 
 
+def _above_4(fd: int) -> int:
+    """``fd`` moved to a number above 4, so that placing the pipe on fds 3 and 4 in the child cannot
+    overwrite one end with the other (pytest, for one, leaves 3 and 4 free)."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 5)
+    os.close(fd)
+    return high
+
+
 class Chromium:
     """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
     NUL-separated JSON on file descriptors 3 and 4), so each page gets real time to draw its
@@ -77,13 +86,16 @@ class Chromium:
         self._profile = tempfile.TemporaryDirectory()  # fresh profile: no remembered TensorBoard settings
         to_chrome, self._out = os.pipe()
         self._in, from_chrome = os.pipe()
+        to_chrome, from_chrome = _above_4(to_chrome), _above_4(from_chrome)
         args = [
             browser, "--headless=new", "--no-sandbox", "--hide-scrollbars", "--remote-debugging-pipe",
             "--enable-unsafe-swiftshader",  # software WebGL: TensorBoard's charts and the projector
             f"--user-data-dir={self._profile.name}", f"--window-size={size[0]},{size[1]}", "about:blank",
         ]
-        # The protocol pipe must be fds 3 (read by Chromium) and 4 (written by it).
-        self._proc = subprocess.Popen(["/bin/sh", "-c", f'exec "$0" "$@" 3<&{to_chrome} 4>&{from_chrome}', *args],
+        # The protocol pipe must be fds 3 (read by Chromium) and 4 (written by it): a shell places it
+        # (bash: dash reads only one-digit fd numbers in redirections).
+        shell = shutil.which("bash") or "/bin/sh"
+        self._proc = subprocess.Popen([shell, "-c", f'exec "$0" "$@" 3<&{to_chrome} 4>&{from_chrome}', *args],
                                       pass_fds=(to_chrome, from_chrome), stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL)
         os.close(to_chrome)

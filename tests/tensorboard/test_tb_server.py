@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from src.tb.screenshots import find_browser
+from src.tb.screenshots import main as screenshots_main
 from tests.conftest import REPO, TINY
 
 QUICK = [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "analysis.geometry=false"]
@@ -148,3 +150,17 @@ def test_hparams_session_groups_hold_typed_values_and_the_real_metrics(sweep: Pa
         assert values["val/acc_best"] == pytest.approx(record["val_acc_best"], abs=1e-6)
         assert values["test/acc"] == pytest.approx(record["test_acc"], abs=1e-6)
         assert values["test/acc_macro"] == pytest.approx(record["test_acc_macro"], abs=1e-6)
+
+
+@pytest.mark.skipif(find_browser() is None, reason="Chromium not installed (apt-get install chromium)")
+def test_screenshot_script_shoots_a_tab(sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shots"
+    code = screenshots_main([str(sweep), "--out", str(out), "--tabs", "hparams", "--wait", "4", "--size", "1200x700"])
+    png = (out / "hparams.png").read_bytes()
+    assert code == 0 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (1200, 700) and len(png) > 20_000  # a drawn page, not a blank one
+
+
+def test_screenshot_script_says_when_chromium_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert screenshots_main([str(tmp_path), "--browser", "no-such-browser-here"]) == 2
+    assert "apt-get install chromium" in capsys.readouterr().err
