@@ -10,7 +10,7 @@ DATASET ?= fashion_mnist
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test lint study study-quick evaluate report bench clean
+.PHONY: setup data train test lint study study-quick evaluate report bench tb-screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,14 @@ report: setup
 # docs/performance.md). Needs the dataset (make data). E.g. make bench ARGS="--device cuda --batch-size 512"
 bench: data
 	$(PY) -m src.bench $(ARGS)
+
+# Headless-Chromium screenshots of TensorBoard's Time Series, Images, HParams and Projector tabs
+# over a finished sweep, for a person to look at before a release (needs: apt-get install chromium).
+# make tb-screenshots LOGDIR=outputs/multiruns/<sweep> SHOTS=docs/img ARGS=--palette  (default: newest sweep)
+LOGDIR ?= $(lastword $(sort $(wildcard outputs/multiruns/*)))
+SHOTS ?= outputs/screenshots
+tb-screenshots: setup
+	$(PY) -m src.tb.screenshots $(LOGDIR) --out $(SHOTS) $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -20,27 +20,11 @@ from src.config_checks import check_config
 from src.model import MarginClassifier
 from src.records import RunRecord
 from src.run_folder import admit
+from src.tb.final import hydra_choices, log_final
+from src.tb.hparams import run_hparams
 from src.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
-
-
-def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as flat ``a/b/c -> scalar`` pairs for TensorBoard's HPARAMS tab."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key not in ("hydra", "callbacks", "logger"):
-                    walk(value, f"{prefix}{key}/" if prefix or key else "")
-        elif isinstance(node, (int, float, str, bool)):
-            out[prefix.rstrip("/")] = node
-        else:
-            out[prefix.rstrip("/")] = str(node)
-
-    walk(OmegaConf.to_container(cfg, resolve=True), "")
-    return out
 
 
 def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, MarginClassifier]:
@@ -180,9 +164,9 @@ def _fit_and_test(
     datamodule, model = build(cfg)
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
-    for logger in loggers:  # TensorBoard's HPARAMS tab takes the config with the final metrics, below
+    for logger in loggers:  # TensorBoard's HPARAMS session is written with the final metrics (log_final)
         if not isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(flat_hparams(cfg))
+            logger.log_hyperparams(run_hparams(cfg, hydra_choices()))
     plugins = [instantiate(cfg.checkpoint_io)] if cfg.get("checkpoint_io") else None  # atomic, weights_only
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, precision=hardware["precision"]
@@ -221,14 +205,6 @@ def _fit_and_test(
         # Test-set geometry and (with held-out classes) the open-set check; never fails the run.
         metrics.update(run_analyses(trainer, model, datamodule, cfg.get("analysis")))
 
-    for logger in loggers:
-        if isinstance(logger, TensorBoardLogger):
-            final = {"hparams/val_acc_best": metrics["val_acc_best"]}
-            if "test_acc" in metrics:
-                final["hparams/test_acc"] = metrics["test_acc"]
-            if isinstance(metrics.get("open_set", {}).get("roc_auc"), float):
-                final["hparams/open_set_roc_auc"] = metrics["open_set"]["roc_auc"]
-            logger.log_hyperparams(flat_hparams(cfg), metrics=final)
-            logger.finalize("success")
+    log_final(loggers, cfg, metrics)  # HParams session, final scalars, text summary (src/tb/final.py)
     record.finish("finished", **metrics)
     return metrics

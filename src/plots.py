@@ -10,27 +10,58 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+# TensorBoard shows images scaled to its card width (about 330-400 px): a figure about 400 px wide
+# is drawn nearly at full size there, so its text stays readable without a click.
+CONFUSION_SIZE_IN = (4.1, 3.6)
+CONFUSION_DPI = 100
+
+
+def share_label(count: int, total: int) -> str:
+    """A count's share of its row as a percentage that never reads 0% for a non-zero count."""
+    if count == 0 or total == 0:
+        return "0%"
+    share = 100.0 * count / total
+    if share < 1.0:
+        return "<1%"
+    if count < total and share > 99.0:
+        return ">99%"
+    return f"{share:.0f}%"
+
+
+def _short(name: str, width: int = 8) -> str:
+    return name if len(name) <= width else name[: width - 1] + "."
+
 
 def confusion_figure(matrix: np.ndarray, class_names: list[str], title: str = "") -> Figure:
-    """Row-normalised confusion matrix (colour = share of the true class) annotated with counts."""
+    """Confusion matrix: colour = share of the true class (with a colour bar), each non-zero cell
+    annotated with its count; the diagonal also gives the class's recall as a percentage."""
     counts = np.asarray(matrix, dtype=np.int64)
     rows = counts.sum(axis=1, keepdims=True)
     share = counts / np.maximum(rows, 1)
     n = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * n, 0.8 + 0.7 * n), dpi=100)
-    ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    fig, ax = plt.subplots(figsize=CONFUSION_SIZE_IN, dpi=CONFUSION_DPI,
+                           layout="constrained")
+    image = ax.imshow(share * 100.0, cmap="Blues", vmin=0.0, vmax=100.0)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    bar.set_label("% of the true class", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    small = n > 10  # more classes: smaller text so the numbers still fit their cells
+    ax.set_xticks(range(n), [_short(c) for c in class_names], rotation=50, ha="right", rotation_mode="anchor",
+                  fontsize=6 if small else 7)
+    ax.set_yticks(range(n), [_short(c) for c in class_names], fontsize=6 if small else 7)
+    ax.set_xlabel("predicted", fontsize=8)
+    ax.set_ylabel("true", fontsize=8)
     for i in range(n):
         for j in range(n):
-            if counts[i, j]:
-                colour = "white" if share[i, j] > 0.5 else "black"
-                ax.text(j, i, f"{counts[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=6,
-                        color=colour)
-    total = counts.sum()
+            if not counts[i, j]:
+                continue
+            text = f"{counts[i, j]}"
+            if i == j:
+                text += f"\n{share_label(int(counts[i, j]), int(rows[i, 0]))}"
+            colour = "white" if share[i, j] > 0.55 else "black"
+            ax.text(j, i, text, ha="center", va="center", fontsize=5 if small else 7, color=colour,
+                    linespacing=0.85)
+    total = int(counts.sum())
     acc = np.trace(counts) / max(total, 1)
-    ax.set_title(f"{title} (n={total}, acc={acc:.2%})".strip(), fontsize=9)
-    fig.tight_layout()
+    ax.set_title(f"{title}\nacc {acc:.2%} of {total}".strip(), fontsize=8)
     return fig

@@ -6,7 +6,7 @@ clustering metrics (``src.analysis.retrieval``); with ``data.held_out_classes`` 
 held-out classes' test images and runs the open-set verification check and the same retrieval
 metrics on them. All go into the run record (metrics.json, keys ``geometry``, ``retrieval`` and
 ``open_set`` with ``open_set.retrieval``) and every logger the trainer has (scalars
-``geometry/*``, ``retrieval/*``, ``open_set/*``, ``open_set/retrieval/*``; in TensorBoard also
+``test/geometry/*``, ``test/retrieval/*``, ``test/open_set/*``, ``test/open_set/retrieval/*``; in TensorBoard also
 the held-out embeddings in the projector). A failing analysis is recorded as ``{"error": ...}``
 and warned about; it never fails a run whose training and test succeeded.
 """
@@ -76,14 +76,15 @@ def _scalars(results: Mapping[str, Any]) -> dict[str, float]:
     geometry = results.get("geometry") or {}
     for key in ("max_intra_deg", "min_inter_deg", "mean_to_center_deg"):
         if isinstance(geometry.get(key), (int, float)):
-            tags[f"geometry/{key}"] = float(geometry[key])
+            tags[f"test/geometry/{key}"] = float(geometry[key])
     if "criterion_holds" in geometry:
-        tags["geometry/criterion_holds"] = float(bool(geometry["criterion_holds"]))
+        tags["test/geometry/criterion_holds"] = float(bool(geometry["criterion_holds"]))
     open_set = results.get("open_set") or {}
     for key, value in open_set.items():
         if (key in ("roc_auc", "recall_at_1") or key.startswith("tar_far")) and isinstance(value, (int, float)):
-            tags[f"open_set/{key}"] = float(value)
-    for prefix, block in (("retrieval", results.get("retrieval")), ("open_set/retrieval", open_set.get("retrieval"))):
+            tags[f"test/open_set/{key}"] = float(value)
+    for prefix, block in (("test/retrieval", results.get("retrieval")),
+                          ("test/open_set/retrieval", open_set.get("retrieval"))):  # fmt: skip
         for key in RETRIEVAL_KEYS:
             value = (block or {}).get(key)
             if isinstance(value, (int, float)) and math.isfinite(value):

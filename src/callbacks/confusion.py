@@ -9,9 +9,25 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from src.plots import confusion_figure
 
 
+def logged_step(trainer: pl.Trainer) -> int:
+    """The step Lightning gives the scalars logged at this point (``val/acc`` ...), so that each
+    figure sits on the same step as its epoch's validation scalars. During fitting that is the
+    count of optimiser steps taken before the validation started (one less than ``global_step``
+    when validation ends an epoch); Lightning keeps it in a private counter, read here, with
+    ``global_step`` as the fallback."""
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    return int(getattr(loop, "_batches_that_stepped", trainer.global_step))
+
+
 class ConfusionMatrixLogger(pl.Callback):
     """Computes the module's ``val_confusion`` / ``test_confusion`` (synchronised across processes
-    by torchmetrics), keeps the last matrices on the module and draws them on rank zero."""
+    by torchmetrics), keeps the last matrices on the module and draws them on rank zero.
+
+    ``title`` names the run in every figure, e.g. ``"arcface m=0.5"`` (conf/callbacks/default.yaml).
+    """
+
+    def __init__(self, title: str = "") -> None:
+        self.title = str(title).strip()
 
     def _emit(self, trainer: pl.Trainer, module: pl.LightningModule, stage: str) -> None:
         metric = getattr(module, f"{stage}_confusion")
@@ -22,11 +38,12 @@ class ConfusionMatrixLogger(pl.Callback):
         setattr(module, f"last_{stage}_confusion", matrix)
         if not trainer.is_global_zero:
             return
+        when = f"val, epoch {trainer.current_epoch}" if stage == "val" else "test, best checkpoint"
+        title = f"{self.title} · {when}" if self.title else when
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
-                title = f"{stage} epoch {trainer.current_epoch}" if stage == "val" else "test (best checkpoint)"
                 fig = confusion_figure(matrix.numpy(), module.class_names, title)
-                logger.experiment.add_figure(f"{stage}/confusion", fig, global_step=trainer.global_step)
+                logger.experiment.add_figure(f"{stage}/confusion", fig, global_step=logged_step(trainer))
                 plt.close(fig)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

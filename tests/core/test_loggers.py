@@ -34,7 +34,7 @@ def _tensorboard_logged(folder: Path) -> set[str]:
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
     events = EventMultiplexer()
-    events.AddRunsFromDirectory(str(folder / "tb"))
+    events.AddRunsFromDirectory(str(folder))
     events.Reload()
     return {tag for tags in events.Runs().values() for tag in tags.get("scalars", [])} - NOT_METRICS
 
@@ -49,16 +49,16 @@ def test_tensorboard_csv_and_mlflow_together_log_the_same_names(tiny_config, tmp
     csv_names, csv_params = _csv_logged(folder)
     ml_names, ml_params, status = _mlflow_logged(folder)
     tb_names = _tensorboard_logged(folder)
-    expected = {"train/loss", "train/acc", "val/acc", "val/loss", "test/acc", "test/acc_macro", "test/acc_leaky",
-                "retrieval/precision_at_1", "retrieval/map_at_r", "retrieval/nmi", "geometry/max_intra_deg"}
+    expected = {"train/loss", "train/acc", "train/lr", "val/acc", "val/acc_best", "val/loss", "test/acc",
+                "test/acc_macro", "test/acc_leaky", "test/retrieval/precision_at_1", "test/retrieval/map_at_r",
+                "test/retrieval/nmi", "test/geometry/max_intra_deg"}  # fmt: skip
     assert expected <= csv_names
-    assert csv_names == ml_names
-    assert tb_names - {"hparams/val_acc_best", "hparams/test_acc"} == csv_names
+    assert csv_names == ml_names == tb_names
     assert status == "FINISHED"
 
-    # The hyper-parameters: the same flat keys as TensorBoard's HPARAMS tab.
-    assert csv_params["loss/m"] == 0.3 and float(ml_params["loss/m"]) == 0.3
-    assert ml_params["loss/_target_"] == csv_params["loss/_target_"] == "src.losses.arcface.ArcFace"
+    # The hyper-parameters: the same typed keys as TensorBoard's HParams tab (named as typed).
+    assert csv_params["loss.m"] == 0.3 and float(ml_params["loss.m"]) == 0.3
+    assert csv_params["loss"] == ml_params["loss"] == "arcface" and "loss._target_" not in csv_params
     assert set(csv_params) == set(ml_params)
 
     # The logged test accuracy is the one in the run record.
@@ -67,7 +67,7 @@ def test_tensorboard_csv_and_mlflow_together_log_the_same_names(tiny_config, tmp
     client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     (logged,) = client.search_runs([e.experiment_id for e in client.search_experiments() if e.name == "marginloss"])
     assert logged.data.metrics["test/acc"] == pytest.approx(metrics["test_acc"])
-    assert logged.data.metrics["retrieval/map_at_r"] == pytest.approx(metrics["retrieval"]["map_at_r"])
+    assert logged.data.metrics["test/retrieval/map_at_r"] == pytest.approx(metrics["retrieval"]["map_at_r"])
 
 
 def test_csv_alone_replaces_tensorboard(tiny_config, tmp_path: Path) -> None:
@@ -76,6 +76,6 @@ def test_csv_alone_replaces_tensorboard(tiny_config, tmp_path: Path) -> None:
     assert list(cfg.logger) == ["csv"]
     run(cfg, folder)
     names, params = _csv_logged(folder)
-    assert {"val/acc", "test/acc", "retrieval/r_precision"} <= names
+    assert {"val/acc", "test/acc", "test/retrieval/r_precision"} <= names
     assert params["seed"] == 0
-    assert not (folder / "tb").exists()
+    assert not list(folder.glob("events.out.tfevents.*"))

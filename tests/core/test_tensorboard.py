@@ -1,13 +1,14 @@
-"""The TensorBoard event files hold what a user opens them for."""
+"""The TensorBoard event files of one run hold what a user opens them for, under stable tags."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.plugins.hparams import metadata
 
 from src.pipeline import run
+from src.tb.hparams import read_session_hparams
 
 
 def load_events(folder: Path) -> list[EventAccumulator]:
@@ -21,35 +22,44 @@ def load_events(folder: Path) -> list[EventAccumulator]:
 
 def hparams_content(acc: EventAccumulator) -> dict[str, bytes]:
     try:
-        return acc.PluginTagToContent("hparams")
+        return acc.PluginTagToContent(metadata.PLUGIN_NAME)
     except KeyError:  # this event file has no hparams summary
         return {}
 
 
 def test_scalars_confusion_figures_and_hparams(tiny_config, tmp_path: Path) -> None:
     metrics = run(tiny_config("loss=arcface", "trainer.max_epochs=2"), tmp_path / "run")
-    events = load_events(tmp_path / "run" / "tb")
+    events = load_events(tmp_path / "run")
+    # Event files in the run folder itself: TensorBoard's run name is the job folder, no "/tb".
+    assert {p.parent for p in (tmp_path / "run").rglob("events.out.tfevents.*")} == {tmp_path / "run"}
+    assert not list((tmp_path / "run").rglob("hparams.yaml"))
     scalars = {tag for acc in events for tag in acc.Tags()["scalars"]}
     images = {tag for acc in events for tag in acc.Tags()["images"]}
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "val/acc_macro", "test/acc_macro"):
         assert tag in scalars, tag
-    assert any(tag.startswith("lr-") for tag in scalars)
+    assert "train/lr" in scalars and not [t for t in scalars if t.startswith(("lr-", "hparams/")) or t == "epoch"]
     assert {"val/confusion", "test/confusion"} <= images
-    val_figures = [
-        img for acc in events if "val/confusion" in acc.Tags()["images"] for img in acc.Images("val/confusion")
-    ]
-    assert len(val_figures) == 2  # one per epoch
 
-    # HPARAMS tab: the resolved config with the run's real final metrics (not a -1 placeholder).
-    contents = [hparams_content(acc) for acc in events]
-    contents = [c for c in contents if c]
-    assert len(contents) == 1, "expected one hparams summary"
-    content = contents[0]
-    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    hp = session.session_start_info.hparams
-    assert hp["loss/m"].number_value == 0.5 and hp["backbone/_target_"].string_value.endswith("SeedCNN")
-    final = {tag: acc.Scalars(tag)[-1].value for acc in events for tag in acc.Tags()["scalars"]
-             if tag.startswith("hparams/")}
-    assert abs(final["hparams/test_acc"] - metrics["test_acc"]) < 1e-6
-    assert abs(final["hparams/val_acc_best"] - metrics["val_acc_best"]) < 1e-6
-    assert final["hparams/test_acc"] != -1
+    def series(tag: str, kind: str = "Scalars") -> list:
+        return [e for acc in events if tag in acc.Tags()[kind.lower()] for e in getattr(acc, kind)(tag)]
+
+    # One confusion figure per epoch, each on the step of that epoch's validation scalars.
+    val_steps = [e.step for e in series("val/acc")]
+    assert [img.step for img in series("val/confusion", "Images")] == val_steps and len(val_steps) == 2
+    # val/acc_best: the running best of val/acc, ending on the checkpoint-selection score.
+    best = [e.value for e in series("val/acc_best")]
+    assert [e.step for e in series("val/acc_best")] == val_steps  # no extra end-of-run point
+    assert best == [max(e.value for e in series("val/acc")[: i + 1]) for i in range(len(best))]
+    assert abs(best[-1] - metrics["val_acc_best"]) < 1e-6
+    assert abs(series("test/acc")[-1].value - metrics["test_acc"]) < 1e-6
+
+    # HPARAMS: one session with typed values and no experiment record of the run's own (the sweep
+    # writes the one experiment; see tests/tensorboard).
+    contents = [c for c in (hparams_content(acc) for acc in events) if c]
+    assert len(contents) == 1 and metadata.EXPERIMENT_TAG not in contents[0]
+    hp = read_session_hparams(contents[0][metadata.SESSION_START_INFO_TAG])
+    assert hp["loss"] == "arcface" and hp["loss.m"] == 0.5 and hp["loss.convention"] == "monotone"
+    assert hp["backbone"] == "seed_cnn" and hp["seed"] == 0 and hp["trainer.max_epochs"] == 2
+    assert hp["test"] is True and hp["compile"] is False
+    assert not [k for k in hp if "_target_" in k or k.startswith(("hydra", "callbacks", "logger"))]
+    assert [t for acc in events for t in acc.Tags()["tensors"] if t.startswith("summary")]  # the text summary

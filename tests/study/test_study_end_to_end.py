@@ -33,10 +33,10 @@ def test_tiny_run_records_analyses_and_reports(tiny_config, tmp_path: Path) -> N
     assert 0.0 <= open_set["roc_auc"] <= 1.0 and 0.0 <= open_set["recall_at_1"] <= 1.0
     assert {"tar_far1e-2", "tar_far1e-3"} <= set(open_set)
     assert (job / "embeddings" / "epoch000.png").stat().st_size > 1000  # 2-D: plane and circle
-    projector = (job / "tb" / "projector_config.pbtxt").read_text()
+    projector = (job / "projector_config.pbtxt").read_text()
     assert 'tensor_name: "test' in projector and 'tensor_name: "open_set' in projector
-    assert list((job / "tb").glob("*/test/sprite.png")) and list((job / "tb").glob("*/test/metadata.tsv"))
-    metadata = next((job / "tb").glob("*/test/metadata.tsv")).read_text().split()
+    assert list(job.glob("*/test/sprite.png")) and list(job.glob("*/test/metadata.tsv"))
+    metadata = next(job.glob("*/test/metadata.tsv")).read_text().split()
     assert set(metadata) <= set(record["class_names"]) | {"T-shirt/top"}
 
     out = tmp_path / "report"

@@ -1,0 +1,1 @@
+"""TensorBoard output: the run logger, hyper-parameters and final metrics, the sweep's HParams experiment."""

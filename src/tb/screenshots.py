@@ -1,0 +1,210 @@
+"""Screenshots of TensorBoard's four useful tabs over a logdir, taken with headless Chromium, for a
+person to look at before a release (``make tb-screenshots LOGDIR=outputs/multiruns/<sweep>``).
+
+Starts a real TensorBoard on 127.0.0.1, waits until it serves the runs, opens each tab with the
+URL the README recommends (``?smoothing=0``), gives it a few seconds to draw and writes
+``<out>/<tab>.png``. Needs Chromium
+(Debian: ``apt-get install chromium``); exits with status 2 and says so when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import fcntl
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+# Tab -> URL query and fragment, as the README recommends: smoothing 0 (TensorBoard's default 0.6
+# bends curves of a few points), val/acc and train/loss pinned on top.
+TABS = {
+    "timeseries": "?smoothing=0&pinnedCards=%5B%7B%22plugin%22%3A%22scalars%22%2C%22tag%22%3A%22val/acc%22%7D%2C"
+                  "%7B%22plugin%22%3A%22scalars%22%2C%22tag%22%3A%22train/loss%22%7D%5D#timeseries",
+    "images": "#images",
+    "hparams": "#hparams",
+    "projector": "#projector",
+}
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_browser(name: str | None = None) -> str | None:
+    """The Chromium executable to use (``name`` if given and found), or None."""
+    for candidate in ([name] if name else BROWSERS):
+        path = shutil.which(candidate)
+        if path:
+            return path
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_runs(base: str, server: subprocess.Popen, timeout: float) -> list[str]:
+    """Polls ``/data/runs`` until TensorBoard serves at least one run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"tensorboard exited with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/data/runs", timeout=5) as resp:
+                runs = json.loads(resp.read())
+            if runs:
+                return runs
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"tensorboard served no run within {timeout:.0f} s")
+
+
+def _above_4(fd: int) -> int:
+    """``fd`` moved to a number above 4, so that placing the pipe on fds 3 and 4 in the child cannot
+    overwrite one end with the other (pytest, for one, leaves 3 and 4 free)."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 5)
+    os.close(fd)
+    return high
+
+
+class Chromium:
+    """Headless Chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
+    NUL-separated JSON on file descriptors 3 and 4), so each page gets real time to draw its
+    charts before the screenshot (``--screenshot`` shoots at load, before TensorBoard has data)."""
+
+    def __init__(self, browser: str, size: tuple[int, int]) -> None:
+        self._profile = tempfile.TemporaryDirectory()  # fresh profile: no remembered TensorBoard settings
+        to_chrome, self._out = os.pipe()
+        self._in, from_chrome = os.pipe()
+        to_chrome, from_chrome = _above_4(to_chrome), _above_4(from_chrome)
+        args = [
+            browser, "--headless=new", "--no-sandbox", "--hide-scrollbars", "--remote-debugging-pipe",
+            "--enable-unsafe-swiftshader",  # software WebGL: TensorBoard's charts and the projector
+            f"--user-data-dir={self._profile.name}", f"--window-size={size[0]},{size[1]}", "about:blank",
+        ]
+        # The protocol pipe must be fds 3 (read by Chromium) and 4 (written by it): a shell places it
+        # (bash: dash reads only one-digit fd numbers in redirections).
+        shell = shutil.which("bash") or "/bin/sh"
+        self._proc = subprocess.Popen([shell, "-c", f'exec "$0" "$@" 3<&{to_chrome} 4>&{from_chrome}', *args],
+                                      pass_fds=(to_chrome, from_chrome), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+        os.close(to_chrome)
+        os.close(from_chrome)
+        self._buffer, self._next_id, self._session = b"", 0, None
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self._session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.call("Emulation.setDeviceMetricsOverride",
+                  {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False})
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if self._session is not None:
+            message["sessionId"] = self._session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        while True:  # skip events until our reply
+            while b"\0" not in self._buffer:
+                chunk = os.read(self._in, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("Chromium closed its DevTools pipe")
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def screenshot(self, url: str, out: Path, wait_s: float) -> None:
+        self.call("Page.navigate", {"url": url})
+        time.sleep(wait_s)  # TensorBoard fetches its data and draws its charts asynchronously
+        png = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+        out.write_bytes(base64.b64decode(png))
+
+    def close(self) -> None:
+        try:
+            self._session = None
+            self.call("Browser.close")
+        except (RuntimeError, OSError):
+            pass
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        os.close(self._in)
+        os.close(self._out)
+        self._profile.cleanup()
+
+
+def to_palette(path: Path) -> None:
+    """Rewrites a screenshot as a 256-colour PNG: a quarter of the size, no visible loss on a UI."""
+    from PIL import Image  # Pillow comes with matplotlib
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("logdir", type=Path, help="a sweep folder (or any TensorBoard logdir)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/screenshots"))
+    parser.add_argument("--browser", help=f"Chromium executable (default: the first of {', '.join(BROWSERS)} found)")
+    parser.add_argument("--size", default="2000x1050", help="window size, WIDTHxHEIGHT")
+    parser.add_argument("--wait", type=float, default=8.0, help="seconds each page gets to draw")
+    parser.add_argument("--palette", action="store_true", help="save 256-colour PNGs (small, for docs/img)")
+    parser.add_argument("--tabs", default=",".join(TABS), help="comma-separated subset of " + ",".join(TABS))
+    args = parser.parse_args(argv)
+
+    browser = find_browser(args.browser)
+    if browser is None:
+        print("error: Chromium not found (Debian/Ubuntu: apt-get install chromium)", file=sys.stderr)
+        return 2
+    if not args.logdir.is_dir():
+        print(f"error: {args.logdir} is not a folder", file=sys.stderr)
+        return 2
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(args.logdir), "--host", "127.0.0.1",
+         "--port", str(port), "--load_fast", "false", "--reload_interval", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    chromium = None
+    try:
+        runs = wait_for_runs(base, server, timeout=120)
+        print(f"tensorboard at {base}: {len(runs)} runs")
+        chromium = Chromium(browser, (width, height))
+        for tab in [t.strip() for t in args.tabs.split(",") if t.strip()]:
+            out = args.out / f"{tab}.png"
+            chromium.screenshot(f"{base}/{TABS[tab]}", out, args.wait)
+            if args.palette:
+                to_palette(out)
+            print(out)
+    finally:
+        if chromium is not None:
+            chromium.close()
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
