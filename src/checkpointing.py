@@ -74,6 +74,8 @@ def load_checked(path: _PATH, map_location: Any = "cpu", weights_only: bool = Tr
         raise CheckpointError(_damaged(path, err)) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         raise CheckpointError(_damaged(path, err)) from None
+    except Exception as err:  # garbage bytes can trip the safe unpickler anywhere (IndexError, KeyError, ...)
+        raise CheckpointError(_damaged(path, err)) from None
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} is not a checkpoint (it holds a {type(checkpoint).__name__}, not a dict)")
     return checkpoint

@@ -80,26 +80,15 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def _read_record(folder: Path) -> dict[str, Any] | None:
-    path = folder / RECORD_NAME
+def _read(path: Path, parse: Any) -> dict[str, Any] | None:
+    """``parse(text)`` of a run folder's file: None when absent, {} when not a mapping."""
     if not path.exists():
         return None
     try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        data = parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as err:  # JSONDecodeError is a ValueError
         raise RunFolderError(f"{path} cannot be read ({err}); move the run folder away or name another one") from None
-    return record if isinstance(record, dict) else {}
-
-
-def _read_config(folder: Path) -> dict[str, Any] | None:
-    path = folder / CONFIG_NAME
-    if not path.exists():
-        return None
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise RunFolderError(f"{path} cannot be read ({err}); move the run folder away or name another one") from None
-    return config if isinstance(config, dict) else {}
+    return data if isinstance(data, dict) else {}
 
 
 def newest_checkpoint(folder: Path) -> Path | None:
@@ -137,8 +126,8 @@ def _batches_done(loops: Any) -> int:
 
 def admit(folder: Path, config: dict[str, Any], resume: bool) -> Plan:
     """The plan for running ``config`` in ``folder``; raises ``RunFolderError`` when it must not."""
-    record = _read_record(folder)
-    saved_config = _read_config(folder)
+    record = _read(folder / RECORD_NAME, json.loads)
+    saved_config = _read(folder / CONFIG_NAME, yaml.safe_load)
     has_checkpoints = any((folder / "checkpoints").glob("*.ckpt"))
     if record is None and saved_config is None and not has_checkpoints:
         return Plan("start")

@@ -102,6 +102,9 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_then_resume(signalled_runs: dict) 
     metrics = run(compose_config([*overrides, "resume=true"], output_dir=folder), folder)
     assert record(folder)["status"] == "finished"
     assert metrics["epochs"] == 2 and metrics["global_step"] == 20  # the run completed its 2 epochs x 10 steps
+    names = sorted(p.name for p in (folder / "checkpoints").glob("*.ckpt"))
+    assert names[-1] == "last.ckpt" and len(names) == 2 and names[0].startswith("best-")  # no last-v1.ckpt
+    assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 20
 
 
 def test_same_seed_deterministic_runs_are_identical(synthetic_root: Path, tmp_path: Path) -> None:

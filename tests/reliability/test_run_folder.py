@@ -1,0 +1,58 @@
+"""src/run_folder.py: what a command may do with the folder it is aimed at (issue #10.1, #10.3)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from src.run_folder import RunFolderError, admit, config_differences, newest_checkpoint
+
+CONFIG = {"seed": 0, "loss": {"_target_": "src.losses.softmax.Softmax", "label_smoothing": 0.0},
+          "data": {"root": "./data", "batch_size": 128}, "resume": False}  # fmt: skip
+
+
+def _run_folder(tmp_path: Path, status: str, steps: dict[str, int] | None = None) -> Path:
+    folder = tmp_path / "run"
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "metrics.json").write_text(json.dumps({"status": status, "val_acc_best": 0.9}))
+    (folder / "config_resolved.yaml").write_text(yaml.safe_dump(CONFIG))
+    for name, step in (steps or {}).items():
+        torch.save({"global_step": step, "state_dict": {}}, folder / "checkpoints" / name)
+    return folder
+
+
+def test_differences_name_changed_and_removed_keys_and_ignore_the_rest() -> None:
+    new = {**CONFIG, "seed": 1, "resume": True, "data": {"root": "/elsewhere", "batch_size": 128}, "added": 3}
+    assert config_differences(CONFIG, new) == ["seed: 0 -> 1"]  # data.root, resume: ignored; added: a new key
+    removed = {**CONFIG, "loss": {"_target_": "src.losses.softmax.Softmax"}}
+    assert config_differences(CONFIG, removed) == ["loss.label_smoothing: 0.0 -> '<absent>'"]
+
+
+def test_newest_checkpoint_is_the_one_with_most_training_not_the_name(tmp_path: Path) -> None:
+    folder = _run_folder(tmp_path, "running", {"last.ckpt": 43, "last-v1.ckpt": 60, "best-epoch000.ckpt": 43})
+    (folder / "checkpoints" / "last-v2.ckpt").write_bytes(b"truncated")  # unreadable: skipped
+    assert newest_checkpoint(folder).name == "last-v1.ckpt"
+
+
+def test_admit_starts_resumes_skips_or_refuses(tmp_path: Path) -> None:
+    assert admit(tmp_path / "new", CONFIG, resume=False).action == "start"
+    unfinished = _run_folder(tmp_path, "interrupted", {"last.ckpt": 5})
+    plan = admit(unfinished, {**CONFIG, "resume": True}, resume=True)
+    assert plan.action == "resume" and plan.checkpoint.name == "last.ckpt"
+    with pytest.raises(RunFolderError, match=r"already holds a run \(status interrupted\).*resume=true"):
+        admit(unfinished, CONFIG, resume=False)
+    with pytest.raises(RunFolderError, match=r"different config \(seed: 0 -> 7\)"):
+        admit(unfinished, {**CONFIG, "seed": 7}, resume=True)
+
+
+def test_a_finished_run_is_done_and_its_files_untouched(tmp_path: Path) -> None:
+    folder = _run_folder(tmp_path, "finished", {"last.ckpt": 9})
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert admit(folder, CONFIG, resume=True).action == "done"
+    with pytest.raises(RunFolderError, match="status finished"):
+        admit(folder, CONFIG, resume=False)
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
