@@ -16,20 +16,13 @@ import math
 
 import torch
 
-from src.losses.base import (
-    LossHead,
-    check_choice,
-    check_real,
-    cosine_matrix,
-    no_autocast,
-    replace_target,
-)
+from src.losses.base import CosineMarginHead, check_choice, check_real, no_autocast
 from src.losses.margin import arc_cos_plus, arc_margin_cos
 
 CONVENTIONS = ("monotone", "fallback")
 
 
-class ArcFace(LossHead):
+class ArcFace(CosineMarginHead):
     """Non-target logits s cos t_j; target logit s Phi(t_y + m) (or the fallback rule).
     Scores are the plain cosines."""
 
@@ -47,9 +40,6 @@ class ArcFace(LossHead):
         self.s = check_real("arcface", "s", s, low=0.0, low_open=True)
         self.convention = check_choice("arcface", "convention", convention, CONVENTIONS)
 
-    def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return cosine_matrix(embeddings, self.weight)
-
     def target_cos(self, cos_t: torch.Tensor) -> torch.Tensor:
         """The margin-modified target cosine (before the scale s) for true-class cosines."""
         if self.convention == "monotone":
@@ -60,8 +50,3 @@ class ArcFace(LossHead):
             with torch.no_grad():
                 inside = torch.acos(cos_t.clamp(-1.0, 1.0)) + self.m <= math.pi
             return torch.where(inside, arc_cos_plus(cos_t, self.m), cos_t - self.m * math.sin(self.m))
-
-    def training_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cos = cosine_matrix(embeddings, self.weight)
-        target = self.target_cos(cos.gather(1, labels.view(-1, 1)).squeeze(1))
-        return self.s * replace_target(cos, labels, target)

@@ -55,6 +55,26 @@ class LossHead(nn.Module):
         return self.scores(embeddings).argmax(dim=1)
 
 
+class CosineMarginHead(LossHead):
+    """Heads whose logits are ``s cos t_j`` with only the true class's cosine transformed
+    (NormFace, CosFace, ArcFace, the combined margin): a subclass sets ``s`` and overrides
+    ``target_cos``. Scores are the plain cosines, whose argmax is the label-free prediction."""
+
+    s: float
+
+    def target_cos(self, cos_t: torch.Tensor) -> torch.Tensor:
+        """The margin-modified cosine of the true class, before the scale s."""
+        return cos_t
+
+    def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return cosine_matrix(embeddings, self.weight)
+
+    def training_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        cos = cosine_matrix(embeddings, self.weight)
+        target = self.target_cos(cos.gather(1, labels.view(-1, 1)).squeeze(1))
+        return self.s * replace_target(cos, labels, target)
+
+
 # --------------------------------------------------------------------------------------------
 # Small shared helpers (numerics and parameter checks).
 # --------------------------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import torch
 
-from src.losses.base import LossHead, check_real, cosine_matrix, replace_target
+from src.losses.base import CosineMarginHead, check_real
 from src.losses.margin import combined_margin_cos
 
 
-class CombinedMargin(LossHead):
+class CombinedMargin(CosineMarginHead):
     """s (Phi(m1 t_y + m2) - m3) for the target; scores are the cosines."""
 
     def __init__(
@@ -36,11 +36,5 @@ class CombinedMargin(LossHead):
         self.m3 = check_real("combined", "m3", m3, low=0.0)
         self.s = check_real("combined", "s", s, low=0.0, low_open=True)
 
-    def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return cosine_matrix(embeddings, self.weight)
-
-    def training_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cos = cosine_matrix(embeddings, self.weight)
-        cos_y = cos.gather(1, labels.view(-1, 1)).squeeze(1)
-        target = combined_margin_cos(cos_y, self.m1, self.m2) - self.m3
-        return self.s * replace_target(cos, labels, target)
+    def target_cos(self, cos_t: torch.Tensor) -> torch.Tensor:
+        return combined_margin_cos(cos_t, self.m1, self.m2) - self.m3

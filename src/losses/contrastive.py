@@ -18,16 +18,7 @@ class Contrastive(MetricLossHead):
     loss_name = "contrastive"
     minings = ("all", "hard")
 
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        m: float = 1.0,
-        mining: str = "all",
-        softmax_weight: float = 0.0,
-        center_decay: float = 0.99,
-    ) -> None:
-        super().__init__(embedding_dim, num_classes, m, mining, softmax_weight, center_decay)
+    default_m, default_mining = 1.0, "all"
 
     def metric_loss(self, u: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         d2 = squared_distances(u)

@@ -44,19 +44,23 @@ class MetricLossHead(LossHead):
     loss_name = "metric"
     minings: tuple[str, ...] = ("all", "hard")
 
+    # Each loss's own defaults (conf/loss/<name>.yaml states them too).
+    default_m: float
+    default_mining: str
+
     def __init__(
         self,
         embedding_dim: int,
         num_classes: int,
-        m: float,
-        mining: str,
-        softmax_weight: float,
-        center_decay: float,
+        m: float | None = None,
+        mining: str | None = None,
+        softmax_weight: float = 0.0,
+        center_decay: float = 0.99,
     ) -> None:
         super().__init__(embedding_dim, num_classes)
         name = self.loss_name
-        self.m = check_real(name, "m", m, low=0.0)
-        self.mining = check_choice(name, "mining", mining, self.minings)
+        self.m = check_real(name, "m", self.default_m if m is None else m, low=0.0)
+        self.mining = check_choice(name, "mining", self.default_mining if mining is None else mining, self.minings)
         self.softmax_weight = check_real(name, "softmax_weight", softmax_weight, low=0.0)
         self.center_decay = check_real(name, "center_decay", center_decay, low=0.0, low_open=True, high=1.0)
         self.bias = nn.Parameter(torch.zeros(self.num_classes))

@@ -8,20 +8,14 @@ reference point for their margins."""
 
 from __future__ import annotations
 
-import torch
-
-from src.losses.base import LossHead, check_real, cosine_matrix
+from src.losses.base import CosineMarginHead, check_real
 
 
-class NormFace(LossHead):
+class NormFace(CosineMarginHead):
     """logit_j = s cos t_j; scores are the cosines."""
 
     def __init__(self, embedding_dim: int, num_classes: int, s: float = 16.0) -> None:
         super().__init__(embedding_dim, num_classes)
         self.s = check_real("normface", "s", s, low=0.0, low_open=True)
 
-    def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return cosine_matrix(embeddings, self.weight)
-
-    def training_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.s * cosine_matrix(embeddings, self.weight)
+    # target_cos: the base class's identity (no margin).

@@ -10,6 +10,8 @@ normalize_features) is SphereFace's."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from src.losses.base import at_least_float32, check_real, no_autocast, unit
@@ -24,32 +26,10 @@ class SphereFacePlus(SphereFace):
     loss_name = "sphereface_plus"
 
     def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        m: int = 4,
-        alpha: float = 1.0,
-        mhe_power: float = 1.0,
-        lambda_base: float = 1000.0,
-        lambda_gamma: float = 0.12,
-        lambda_power: float = 1.0,
-        lambda_min: float = 5.0,
-        anneal: bool = True,
-        normalize_features: bool = False,
-        s: float = 30.0,
+        self, embedding_dim: int, num_classes: int, alpha: float = 1.0, mhe_power: float = 1.0, **sphereface: Any
     ) -> None:
-        super().__init__(
-            embedding_dim,
-            num_classes,
-            m=m,
-            lambda_base=lambda_base,
-            lambda_gamma=lambda_gamma,
-            lambda_power=lambda_power,
-            lambda_min=lambda_min,
-            anneal=anneal,
-            normalize_features=normalize_features,
-            s=s,
-        )
+        """``alpha`` and ``mhe_power`` are SphereFace+'s own; the rest are SphereFace's (m, lambda_*, ...)."""
+        super().__init__(embedding_dim, num_classes, **sphereface)
         self.alpha = check_real(self.loss_name, "alpha", alpha, low=0.0)
         self.mhe_power = check_real(self.loss_name, "mhe_power", mhe_power, low=0.0)
 

@@ -18,16 +18,7 @@ class Triplet(MetricLossHead):
     loss_name = "triplet"
     minings = ("all", "hard", "semihard")
 
-    def __init__(
-        self,
-        embedding_dim: int,
-        num_classes: int,
-        m: float = 0.2,
-        mining: str = "semihard",
-        softmax_weight: float = 0.0,
-        center_decay: float = 0.99,
-    ) -> None:
-        super().__init__(embedding_dim, num_classes, m, mining, softmax_weight, center_decay)
+    default_m, default_mining = 0.2, "semihard"
 
     def metric_loss(self, u: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         d2 = squared_distances(u)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from src.losses.base import LossHead
+from src.losses.config import loss_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "loss"
 YAMLS = sorted(CONF.glob("*.yaml"))
@@ -17,7 +17,7 @@ D, C = 8, 5
 
 
 def _build(path: Path, dim: int = D, classes: int = C) -> LossHead:
-    return instantiate(OmegaConf.load(path), embedding_dim=dim, num_classes=classes)
+    return instantiate(loss_config(path.stem), embedding_dim=dim, num_classes=classes)
 
 
 def test_the_core_yamls_exist() -> None:
@@ -27,7 +27,7 @@ def test_the_core_yamls_exist() -> None:
 
 @pytest.mark.parametrize("path", YAMLS, ids=[p.stem for p in YAMLS])
 def test_yaml_instantiates_with_weight_shape(path: Path) -> None:
-    cfg = OmegaConf.load(path)
+    cfg = loss_config(path.stem)
     assert "name" not in cfg and str(cfg._target_).startswith("src.losses.")
     head = _build(path)
     assert isinstance(head, LossHead)

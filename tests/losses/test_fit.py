@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+
+from src.losses.config import loss_config
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "loss"
 YAMLS = sorted(CONF.glob("*.yaml"))
@@ -27,7 +28,7 @@ def test_fits_tiny_separable_problem(path: Path) -> None:
     torch.manual_seed(0)
     x, labels = _clusters()
     encoder = torch.nn.Linear(8, 16)
-    head = instantiate(OmegaConf.load(path), embedding_dim=16, num_classes=4)
+    head = instantiate(loss_config(path.stem), embedding_dim=16, num_classes=4)
     opt = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=0.02)
     head.train()
     for _ in range(100):

@@ -8,11 +8,10 @@ import math
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from src.losses.arcface import ArcFace
+from src.losses.config import loss_config
 from src.losses.margin import SIN_FLOOR, arc_margin_cos, combined_margin_cos
-from tests.conftest import CONF_DIR
 
 
 def _fine_angles() -> torch.Tensor:
@@ -71,7 +70,7 @@ def test_gradients_finite_bounded_and_never_wrong_signed(target) -> None:
 
 
 def _head(name: str, **overrides: object) -> torch.nn.Module:
-    cfg = OmegaConf.load(CONF_DIR / "loss" / f"{name}.yaml")
+    cfg = loss_config(name)
     for key, value in overrides.items():
         cfg[key] = value
     return instantiate(cfg, embedding_dim=8, num_classes=4)
