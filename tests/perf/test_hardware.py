@@ -1,7 +1,8 @@
-"""trainer.precision=auto and flush-to-zero on every thread (issue #11.1)."""
+"""trainer.precision=auto, flush-to-zero on every thread (issue #11.1) and threads=auto (#11.4)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -72,3 +73,37 @@ def test_the_run_record_says_which_precision_and_why(tiny_config, tmp_path) -> N
     assert metrics["epochs"] == 1 and rec["precision"] in ("bf16-mixed", "32-true")
     assert rec["precision"] == hardware.resolve_precision("auto", "cpu").precision
     assert rec["precision_reason"].startswith("auto: ") and rec["flush_denormals"].startswith("on")
+
+
+def test_auto_threads_share_the_affinity_cores_among_parallel_jobs() -> None:
+    assert hardware.resolve_threads("auto", 1, cores=8).threads == 8
+    assert hardware.resolve_threads("auto", 2, cores=8).threads == 4
+    assert hardware.resolve_threads("auto", 3, cores=2).threads == 1  # never 0
+    assert hardware.resolve_threads(3, 4, cores=2) == hardware.ThreadsChoice(3, "set in the config")
+    assert hardware.resolve_threads("auto").threads == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("launcher", "multirun", "jobs"), [
+    ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 2}, True, 2),
+    ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": -1}, True, 8),
+    ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": -2}, True, 7),
+    ({"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": 2}, False, 1),
+    ({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, True, 1),
+    (None, True, 1),
+])  # fmt: skip
+def test_parallel_jobs_come_from_the_joblib_launcher_in_a_multirun(launcher, multirun: bool, jobs: int) -> None:
+    assert hardware.launcher_parallel_jobs(launcher, multirun, cores=8) == jobs
+
+
+def test_configure_hardware_sets_the_threads_and_records_them(tiny_config) -> None:
+    from src.pipeline import configure_hardware
+
+    before = torch.get_num_threads()
+    try:
+        info = configure_hardware(tiny_config("threads=auto"))
+        assert info["threads"] == torch.get_num_threads() == hardware.usable_cores()
+        assert info["threads_reason"].startswith("auto: ")
+        info = configure_hardware(tiny_config("threads=1"))
+        assert info == {**info, "threads": 1, "threads_reason": "set in the config"} and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
