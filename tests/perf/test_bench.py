@@ -17,7 +17,7 @@ TINY = ["--backbone", "small3d", "--batch-size", "16", "--steps", "2", "--warmup
 
 
 def tiny_overrides(root: Path) -> list[str]:
-    return [f"data.root={root}", "data.download=false", "data.val_size=100", "data.eval_batch_size=32"]
+    return [f"data.root={root}", "data.download=false", "data.val_size=100", "data.eval_batch_size=32", "threads=1"]
 
 
 def test_interleaved_bench_reports_training_and_inference_ratios(synthetic_root: Path, tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_alternating_mode_with_ablations(synthetic_root: Path) -> None:
     flags = ["--mode", "alternating", "--ablate", "--no-predict"]
     args = bench.parse_args([*TINY, *flags, *tiny_overrides(synthetic_root)])
     results = bench.run(args, io.StringIO())
-    assert set(results["train"]) == {"framework", "bare", "framework-nolog", "bare-nolog", "framework-nocb",
+    assert set(results["train"]) == {"framework", "bare", "framework-min", "bare-min", "framework-nocb",
                                      "bare-nocb"}
     assert all(math.isfinite(results["train"][v]["median_ratio"]) for v in ("framework", *bench.ABLATIONS))
     assert "predict" not in results

@@ -24,10 +24,13 @@ median over repeats, and the ratio of mean step times beside it. Inference compa
 ``trainer.predict`` (``MarginClassifier.predict_step``) with ``head.predict(backbone(x))`` under
 ``torch.no_grad`` the same way.
 
-``--ablate`` adds two framework variants that locate any overhead: ``framework-nolog`` (a
-training step without ``self.log`` and without the accuracy update) and ``framework-nocb`` (no
-callbacks, no logger). ``--profile`` adds a per-phase breakdown of the bare step (data, forward,
-backward, optimiser) and the per-step Lightning actions timed by ``SimpleProfiler``.
+``--ablate`` adds two framework variants that split the overhead: ``framework-min`` (``MinimalModule``:
+the same backbone, head, optimiser and schedule in the smallest LightningModule, no callbacks, no
+logger: what Lightning's loop costs) and ``framework-nocb`` (``MarginClassifier``, no callbacks,
+no logger: plus the project's training step, its metric and ``self.log`` calls); the full
+``framework`` adds the project's callbacks and loggers. Each variant is paired with its own bare
+loop. ``--profile`` adds a per-phase breakdown of the bare step (data, forward, backward, optimiser)
+and the per-step Lightning actions timed by ``SimpleProfiler``.
 """
 
 from __future__ import annotations
@@ -35,97 +38,27 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import logging
 import re
 import statistics
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from src.data.batches import InMemoryBatches
+from src.bench.common import autocast_for, compose_config, cpu_model, quiet_lightning, resolve_device, sync
 from src.model import MarginClassifier
-from src.pipeline import build, configure_hardware
-from src.utils.resolvers import register_resolvers
+from src.pipeline import build
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-ABLATIONS = ("framework-nolog", "framework-nocb")
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------
-
-
-def compose_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
-    """``conf/train.yaml`` composed as ``python -m src.train`` would, with ``hydra:`` resolvers
-    pointing at ``output_dir`` (where the runs' checkpoints and TensorBoard files go)."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.pop("hydra")
-        # The same precision and flush-to-zero choices as src.train makes (trainer.precision=auto).
-        cfg.trainer.precision = configure_hardware(cfg)["precision"]
-    return cfg
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise SystemExit(f"error: --device={device!r} is invalid: use auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device=cuda but torch.cuda.is_available() is False")
-    return device
-
-
-def autocast_for(precision: str, device: str) -> tuple[Callable[[], AbstractContextManager], bool]:
-    """What Lightning's precision plugin puts around the forward pass, for the bare loop:
-    (context factory, whether a GradScaler is needed)."""
-    p = str(precision)
-    if p in ("32-true", "32"):
-        return nullcontext, False
-    if p == "bf16-mixed":
-        return (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)), False
-    if p in ("16-mixed", "16"):
-        if device != "cuda":
-            raise SystemExit("error: precision 16-mixed needs CUDA; on CPU use bf16-mixed or 32-true")
-        return (lambda: torch.autocast(device_type=device, dtype=torch.float16)), True
-    raise SystemExit(f"error: the bare loop supports precision 32-true, bf16-mixed and 16-mixed, not {p!r}")
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def quiet_lightning() -> None:
-    """Drop Lightning's per-Trainer banners and the warnings a short, validation-free fit is
-    expected to raise: a benchmark builds many trainers."""
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (".*smaller than the logging interval.*", ".*could not find the monitored key.*",
-                    ".*exists and is not empty.*", ".*LeafSpec.*is deprecated.*"):
-        warnings.filterwarnings("ignore", message=message)
+ABLATIONS = ("framework-nocb", "framework-min")
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,12 +194,27 @@ class StepClock(pl.Callback):
         self._tick(batch, idx)
 
 
-class _NoLogClassifier(MarginClassifier):
-    """Ablation: the training step without ``self.log`` and without the accuracy update."""
+class MinimalModule(pl.LightningModule):
+    """Lightning's own cost: the same backbone, head, optimiser and schedule in the smallest
+    LightningModule (no metrics, no ``self.log``), trained without callbacks or loggers."""
+
+    def __init__(self, model: MarginClassifier) -> None:
+        super().__init__()
+        self.backbone, self.head = model.backbone, model.head
+        self.optimizer_factory, self.scheduler_factory = model.optimizer_factory, model.scheduler_factory
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        return self.head(self.embed(images), labels)
+        return self.head(self.backbone(images), labels)
+
+    def configure_optimizers(self) -> Any:
+        return MarginClassifier.configure_optimizers(self)  # type: ignore[arg-type]
+
+
+def on_device(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: str) -> Iterator:
+    """The batches on ``device`` (the datamodule keeps them there when a GPU trainer is attached)."""
+    for images, labels in batches:
+        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,45 +230,38 @@ class Bench:
         self.predict_steps, self.predict_warmup = predict_steps, predict_warmup
         dm, _ = build(cfg)
         dm.setup("fit")
-        if device != "cpu":  # what setup() does when a trainer on that device is attached
-            dm._train = tuple(t.to(device) for t in dm._train)
-            dm._val = tuple(t.to(device) for t in dm._val)
         self.datamodule = dm
         self.autocast, self.needs_scaler = autocast_for(cfg.trainer.precision, device)
         if len(self.train_batches()) < steps + warmup:
             raise SystemExit(f"error: the training split has fewer than {steps + warmup} batches; lower --steps")
         if len(self.predict_batches()) < predict_steps + predict_warmup:
-            raise SystemExit("error: the training split has too few eval batches; lower --predict-steps")
+            raise SystemExit("error: the validation split has too few eval batches; lower --predict-steps")
 
     # data ----------------------------------------------------------------------------------
-    def train_batches(self) -> InMemoryBatches:
-        """The batches the framework sees in its first epoch (same seed, epoch 0, same augmentation)."""
-        dm = self.datamodule
-        return InMemoryBatches(
-            *dm._train, batch_size=dm.batch_size, shuffle=True, seed=dm.seed, mean=dm.mean, std=dm.std,
-            hflip=dm.hflip, crop_padding=dm.crop_padding, channels_last=dm.channels_last,
-        )
+    def train_batches(self) -> Any:
+        """The batches the framework sees in its first epoch (same seed, epoch 0, same augmentation):
+        the datamodule's own, with no trainer attached."""
+        self.datamodule.trainer = None
+        return self.datamodule.train_dataloader()
 
-    def predict_batches(self) -> InMemoryBatches:
-        dm = self.datamodule
-        return InMemoryBatches(
-            *dm._train, batch_size=dm.eval_batch_size, shuffle=False, mean=dm.mean, std=dm.std,
-            channels_last=dm.channels_last,
-        )
+    def predict_batches(self) -> Any:
+        """The validation split in ``eval_batch_size`` batches."""
+        self.datamodule.trainer = None
+        return self.datamodule.val_dataloader()
 
     # models and trainers -------------------------------------------------------------------
-    def fresh_model(self, cls: type[MarginClassifier] = MarginClassifier) -> MarginClassifier:
+    def fresh_model(self) -> MarginClassifier:
         pl.seed_everything(int(self.cfg.seed), verbose=False)
         _, model = build(self.cfg)
-        model.__class__ = cls  # same constructor and weights; only the training step may differ
         return model.to(self.device)
 
     def bare_trainer(self) -> BareTrainer:
-        return BareTrainer(self.fresh_model(), self.cfg, iter(self.train_batches()), self.steps + self.warmup,
-                           self.autocast, self.needs_scaler, self.device)
+        return BareTrainer(self.fresh_model(), self.cfg, on_device(self.train_batches(), self.device),
+                           self.steps + self.warmup, self.autocast, self.needs_scaler, self.device)
 
     def bare_predictor(self) -> BarePredictor:
-        return BarePredictor(self.fresh_model(), self.cfg, iter(self.predict_batches()), self.autocast, self.device)
+        batches = on_device(self.predict_batches(), self.device)
+        return BarePredictor(self.fresh_model(), self.cfg, batches, self.autocast, self.device)
 
     def trainer(self, callbacks: list[pl.Callback], logger: Any, **overrides: Any) -> pl.Trainer:
         accelerator = "gpu" if self.device == "cuda" else "cpu"
@@ -330,8 +271,10 @@ class Bench:
         )
 
     def fit(self, variant: str, clock: pl.Callback, profiler: Any = None) -> None:
-        model = self.fresh_model(_NoLogClassifier if variant == "framework-nolog" else MarginClassifier)
-        if variant == "framework-nocb":
+        model: pl.LightningModule = self.fresh_model()
+        if variant == "framework-min":
+            model = MinimalModule(model)
+        if variant in ("framework-nocb", "framework-min"):
             callbacks, logger = [clock], False
         else:
             callbacks = [instantiate(c) for c in self.cfg.callbacks.values() if c is not None] + [clock]
@@ -406,13 +349,28 @@ def summarise(repeats: list[dict[str, Steps]]) -> dict[str, Any]:
             entry["ratios"] = [r[variant].median_ips / r[pair].median_ips for r in repeats]
             entry["mean_ratios"] = [r[variant].mean_ips / r[pair].mean_ips for r in repeats]
             entry["median_ratio"] = statistics.median(entry["ratios"])
-            # What the framework adds per step, in ms (median over repeats of the paired difference).
-            entry["overhead_ms"] = statistics.median(
+            # What the framework adds per step, in ms: per repeat the difference of the median steps,
+            # then the median over repeats, with the spread (min, max) of both figures over repeats.
+            entry["overhead_ms_per_repeat"] = [
                 1000 * (statistics.median(r[variant].seconds) - statistics.median(r[pair].seconds)) for r in repeats
-            )
+            ]
+            entry["overhead_ms"] = statistics.median(entry["overhead_ms_per_repeat"])
+            entry["ratio_range"] = [min(entry["ratios"]), max(entry["ratios"])]
+            entry["overhead_ms_range"] = [min(entry["overhead_ms_per_repeat"]), max(entry["overhead_ms_per_repeat"])]
+            entry["bare_step_ms"] = statistics.median(1000 * statistics.median(r[pair].seconds) for r in repeats)
             entry["median_mean_ratio"] = statistics.median(entry["mean_ratios"])
         out[variant] = entry
     return out
+
+
+def decompose(summary: dict[str, Any]) -> dict[str, float]:
+    """Extra ms per step, split: Lightning's loop (framework-min), the project's module
+    (framework-nocb minus framework-min), its callbacks and loggers (framework minus framework-nocb)."""
+    if not all(v in summary for v in ("framework", *ABLATIONS)):
+        return {}
+    fw, nocb, mini = (summary[v]["overhead_ms"] for v in ("framework", "framework-nocb", "framework-min"))
+    return {"lightning_loop_ms": mini, "project_module_ms": nocb - mini, "project_callbacks_loggers_ms": fw - nocb,
+            "total_ms": fw}
 
 
 def print_table(title: str, summary: dict[str, Any], out: Any) -> None:
@@ -426,6 +384,7 @@ def print_table(title: str, summary: dict[str, Any], out: Any) -> None:
         reps = " ".join(f"{v:.0f}" for v in e["ips"])
         if "ratios" in e:
             reps += " | " + " ".join(f"{r:.3f}" for r in e["ratios"])
+            reps += " | +ms " + " ".join(f"{r:.2f}" for r in e["overhead_ms_per_repeat"])
         print(f"  {variant:<17} {e['median_ips']:>8.1f} {ratio:>6} {mean_ratio:>7} {overhead:>8}  {reps}", file=out)
 
 
@@ -510,16 +469,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", default="seed_cnn", help="a conf/backbone choice (default seed_cnn)")
     p.add_argument("--loss", default="softmax", help="a conf/loss choice (default softmax)")
     p.add_argument("--batch-size", type=int, default=128, help="training batch size (default 128)")
-    p.add_argument("--steps", type=int, default=16, help="timed training steps per repeat (default 16)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default 2)")
+    p.add_argument("--steps", type=int, default=100, help="timed training steps per repeat (default 100)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed training steps first (default 5)")
     p.add_argument("--predict-steps", type=int, default=4, help="timed inference batches of eval_batch_size")
     p.add_argument("--predict-warmup", type=int, default=1, help="untimed inference batches first (default 1)")
-    p.add_argument("--repeats", type=int, default=3, help="repeats; medians are reported (default 3)")
+    p.add_argument("--repeats", type=int, default=5, help="repeats; medians are reported (default 5)")
     p.add_argument("--mode", choices=("interleaved", "alternating"), default="interleaved",
                    help="alternate step by step (default) or whole runs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--ablate", action="store_true", help="add the framework-nolog and framework-nocb variants")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the config's threads=auto)")
+    p.add_argument("--ablate", action="store_true", help="add the framework-nocb and framework-min variants")
     p.add_argument("--profile", action="store_true", help="add a per-phase breakdown and SimpleProfiler's actions")
     p.add_argument("--no-predict", action="store_true", help="skip the inference comparison")
     p.add_argument("--compare", action="append", default=[], metavar="OVERRIDES",
@@ -535,12 +494,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
     quiet_lightning()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     workdir = Path(tempfile.mkdtemp(prefix="bench_"))
     overrides = [f"backbone={args.backbone}", f"loss={args.loss}", f"data.batch_size={args.batch_size}",
-                 *args.overrides]
+                 *([f"threads={args.threads}"] if args.threads else []), *args.overrides]
     if args.compare:
         results = {"setting": {"base": overrides, "device": device, "threads": torch.get_num_threads(),
                                "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats},
@@ -558,6 +515,7 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
         "eval_batch_size": int(cfg.data.eval_batch_size), "precision": str(cfg.trainer.precision),
         "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
         "matmul_precision": str(cfg.matmul_precision), "device": device, "threads": torch.get_num_threads(),
+        "flush_denormals": cfg.hardware["flush_denormals"], "cpu": cpu_model(),
         "mode": args.mode, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
         "predict_steps": args.predict_steps, "overrides": list(args.overrides),
     }
@@ -576,6 +534,10 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
     results["train"] = summarise(train)
     print_table(f"training: img/s of the median step ({args.steps} steps x {args.batch_size} images, "
                 f"median of {args.repeats} repeats); ratio = framework / bare", results["train"], out)
+    split = decompose(results["train"])
+    if split:
+        results["train_overhead_split_ms"] = split
+        print("  extra ms per step: " + ", ".join(f"{k[:-3]} {v:+.2f}" for k, v in split.items()), file=out)
 
     if not args.no_predict:
         predict: list[dict[str, Steps]] = []

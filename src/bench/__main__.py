@@ -1,0 +1,13 @@
+"""``python -m src.bench [...]`` per-step overhead; ``python -m src.bench steady [...]`` a whole run."""
+
+from __future__ import annotations
+
+import sys
+
+from src.bench import overhead, steady
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv[:1] == ["steady"]:
+        sys.exit(steady.main(argv[1:]))
+    sys.exit(overhead.main(argv))
