@@ -23,6 +23,12 @@ checkpoint and the post-test analyses. Only the progress bar is off. One callbac
 every K steps (``src.utils.hardware.flush_denormals``), so the two settings alternate on the same
 partly-trained model under the same machine load; the report gives the median step with flush on
 and off, and their ratio. ``--measure-steps N`` stops the run N steps into the measured epochs.
+
+``--flush-ab``: the whole run twice in one process, from the same seed, with ``flush_denormals=true``
+then ``false``; the report puts their step-time curves side by side (the ratio per window of
+steps) and compares the training time of each epoch. Subnormals appear part-way through bf16
+training from initialisation and the slow steps come and go, so this compares the same steps of
+two runs rather than switching the flag inside one (which would flush the state it measures).
 """
 
 from __future__ import annotations
@@ -252,6 +258,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--measure-steps", type=int, default=None, help="stop this many steps into the measured epochs")
     p.add_argument("--checkpoint", type=Path, default=None, help="start from this checkpoint instead of warm epochs")
     p.add_argument("--flush-cycle", type=int, default=None, help="switch flush-to-zero off/on every K measured steps")
+    p.add_argument("--flush-ab", action="store_true", help="run twice, flush_denormals=true then false, and compare")
     p.add_argument("--window", type=int, default=50, help="steps per point of the step-time curve (default 50)")
     p.add_argument("--no-test", action="store_true", help="skip the test and analyses after fitting")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
@@ -262,13 +269,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
+def one_run(args: argparse.Namespace, overrides: list[str], out: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
-    quiet_lightning()
     workdir = Path(tempfile.mkdtemp(prefix="bench_steady_"))
-    cfg = compose_config(list(args.overrides), workdir)
+    cfg = compose_config(overrides, workdir)
     torch.set_float32_matmul_precision(str(cfg.matmul_precision))
-    setting = {"overrides": list(args.overrides), "precision": str(cfg.trainer.precision),
+    setting = {"overrides": overrides, "precision": str(cfg.trainer.precision),
                "threads": torch.get_num_threads(), "flush_denormals": cfg.hardware["flush_denormals"],
                "cpu": cpu_model(), "warm_epochs": args.warm_epochs, "epochs": args.epochs,
                "measure_steps": args.measure_steps, "flush_cycle": args.flush_cycle,
@@ -277,7 +283,40 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
     raw = steady_run(cfg, args, t0)
     summary = summarise(raw, args.window)
     report(summary, out)
-    results = {"setting": setting, **summary, "step_ms": [round(1000 * s["seconds"], 3) for s in raw["steps"]]}
+    return {"setting": setting, **summary, "step_ms": [round(1000 * s["seconds"], 3) for s in raw["steps"]]}
+
+
+def compare_flush(on: dict[str, Any], off: dict[str, Any], out: Any) -> dict[str, Any]:
+    """Flush off against on, window by window and epoch by epoch (same seed, same steps)."""
+    windows = [{"from_step": a["from_step"], "on_ms": a["median_ms"], "off_ms": b["median_ms"],
+                "ratio": b["median_ms"] / a["median_ms"]} for a, b in zip(on["curve"], off["curve"], strict=False)]
+    epochs = [{"epoch": a["epoch"], "on_s": a["train_steps_s"], "off_s": b["train_steps_s"],
+               "ratio": b["train_steps_s"] / a["train_steps_s"]} for a, b in zip(on["epochs"], off["epochs"],
+                                                                                 strict=False)]
+    n = min(len(on["step_ms"]), len(off["step_ms"]))
+    per_step = [b / a for a, b in zip(on["step_ms"][:n], off["step_ms"][:n], strict=True)]
+    result = {"windows": windows, "epochs": epochs, "max_step_ratio": max(per_step),
+              "max_step_ms": {"on": max(on["step_ms"]), "off": max(off["step_ms"])},
+              "steps_over_10x": sum(r > 10 for r in per_step), "steps": n}
+    print("\nflush off / on, median step per window: " + "  ".join(
+        f"{w['from_step']}:{w['ratio']:.1f}x" for w in windows), file=out)
+    print("flush off / on, training time per epoch: " + "  ".join(
+        f"epoch {e['epoch']}: {e['off_s']:.1f} / {e['on_s']:.1f} s = {e['ratio']:.2f}x" for e in epochs), file=out)
+    print(f"slowest step: {result['max_step_ms']['off']:.0f} ms off, {result['max_step_ms']['on']:.0f} ms on; "
+          f"{result['steps_over_10x']} of {n} steps > 10x slower with flush off "
+          f"(worst {result['max_step_ratio']:.0f}x)", file=out)
+    return result
+
+
+def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
+    quiet_lightning()
+    overrides = list(args.overrides)
+    if not args.flush_ab:
+        results = one_run(args, overrides, out)
+    else:
+        on = one_run(args, [*overrides, "flush_denormals=true"], out)
+        off = one_run(args, [*overrides, "flush_denormals=false"], out)
+        results = {"flush_on": on, "flush_off": off, "flush_off_vs_on": compare_flush(on, off, out)}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))

@@ -107,13 +107,19 @@ def launcher_parallel_jobs(launcher: dict | None, multirun: bool, cores: int | N
 
 
 def _loaded_openmp() -> str | None:
-    """Path of the GNU OpenMP runtime this process has loaded (PyTorch's wheels bundle one)."""
+    """Path of the GNU OpenMP runtime PyTorch computes with (its wheels bundle one in torch/lib).
+
+    Other wheels bundle their own copy (scikit-learn's ``scikit_learn.libs/libgomp-<hash>.so``),
+    loaded beside it once they are imported; a team started in that runtime would never reach
+    PyTorch's workers. So the copy inside PyTorch's folder comes first."""
     try:
         with open("/proc/self/maps") as maps:
             paths = set(re.findall(r"(/\S*libgomp[^/\s]*\.so[.\d]*)", maps.read()))
     except OSError:
         return None
-    return sorted(paths)[0] if paths else None
+    torch_dir = os.path.dirname(os.path.realpath(torch.__file__))
+    ranked = sorted(paths, key=lambda p: (not os.path.realpath(p).startswith(torch_dir + os.sep), p))
+    return ranked[0] if ranked else None
 
 
 def _set_on_openmp_workers(flag: bool, threads: int) -> bool:

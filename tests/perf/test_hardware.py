@@ -107,3 +107,25 @@ def test_configure_hardware_sets_the_threads_and_records_them(tiny_config) -> No
         assert info == {**info, "threads": 1, "threads_reason": "set in the config"} and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+# scikit-learn's wheel bundles its own libgomp; once it is loaded (src.analysis imports it) the
+# flag must still reach PyTorch's workers, not a team of the other runtime.
+OTHER_RUNTIME = textwrap.dedent("""
+    import torch
+    torch.set_num_threads(2)
+    torch.ones(1 << 20).mul_(2)
+    import sklearn.metrics  # noqa: F401
+    from src.utils import hardware
+    print(hardware.flush_denormals(True))
+    print(hardware.subnormals_flushed_everywhere())
+""")
+
+
+@pytest.mark.skipif(not torch.backends.cpu.get_cpu_capability().startswith("AVX"), reason="x86 FTZ/DAZ only")
+def test_flush_reaches_torchs_workers_when_another_openmp_runtime_is_loaded() -> None:
+    pytest.importorskip("sklearn")
+    out = subprocess.run([sys.executable, "-c", OTHER_RUNTIME], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["on (this thread and 1 OpenMP worker(s))", "True"]
