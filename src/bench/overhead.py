@@ -57,6 +57,7 @@ from omegaconf import DictConfig
 from src.bench.common import autocast_for, compose_config, cpu_model, quiet_lightning, resolve_device, sync
 from src.model import MarginClassifier
 from src.pipeline import build
+from src.utils.hardware import flush_denormals
 
 ABLATIONS = ("framework-nocb", "framework-min")
 
@@ -418,7 +419,11 @@ def compare(args: argparse.Namespace, base: list[str], device: str, workdir: Pat
     overrides plus one ``--compare`` entry each; the first is the base itself), stepped in turn
     (rotating the order every step) so that all see the same machine load. The framework adds
     the same few milliseconds per step to each (see the framework / bare ratio), so the bare
-    loops rank the options. ``threads=N`` in an entry sets ``torch.set_num_threads`` for it."""
+    loops rank the options. ``threads=N`` in an entry sets ``torch.set_num_threads`` for it, and
+    ``flush_denormals=false`` switches flush-to-zero off for its steps only (on the CPU; the switch
+    is not timed), so a run with and one without flushing see the same load step by step. Beside
+    the median step, the total time of all steps (where rare slow steps show) and the median step
+    per ``--window`` steps (the curve) are reported."""
     entries = [("base", [])] + [(c, c.split()) for c in args.compare]
     variants = []
     for name, tokens in entries:
@@ -426,6 +431,8 @@ def compare(args: argparse.Namespace, base: list[str], device: str, workdir: Pat
         cfg = compose_config([*base, *(t for t in tokens if not t.startswith("threads="))], workdir)
         b = Bench(cfg, device, args.steps, args.warmup, args.predict_steps, args.predict_warmup, workdir)
         variants.append((name, b, threads[-1] if threads else torch.get_num_threads()))
+    flush = {name: bool(b.cfg.get("flush_denormals", True)) and device == "cpu" for name, b, _ in variants}
+    current_flush: bool | None = None
     default_threads = torch.get_num_threads()
     rows: list[dict[str, Steps]] = []
     try:
@@ -437,6 +444,9 @@ def compare(args: argparse.Namespace, base: list[str], device: str, workdir: Pat
                 for name, loop, threads, matmul in loops[k:] + loops[:k]:
                     torch.set_num_threads(threads)
                     torch.set_float32_matmul_precision(matmul)
+                    if device == "cpu" and flush[name] != current_flush:
+                        flush_denormals(flush[name])
+                        current_flush = flush[name]
                     seconds, images = loop.step()
                     if step >= args.warmup:
                         row[name].add(seconds, images)
@@ -445,17 +455,33 @@ def compare(args: argparse.Namespace, base: list[str], device: str, workdir: Pat
                   file=out, flush=True)
     finally:
         torch.set_num_threads(default_threads)
+        if device == "cpu":
+            flush_denormals(bool(variants[0][1].cfg.get("flush_denormals", True)))
     summary: dict[str, Any] = {}
+    w = args.window
     for name in rows[0]:
         ips = [row[name].median_ips for row in rows]
         ratios = [row[name].median_ips / row["base"].median_ips for row in rows]
+        totals = [sum(row[name].seconds) for row in rows]
+        curve = [[1000 * statistics.median(row[name].seconds[i:i + w]) for i in range(0, len(row[name].seconds), w)]
+                 for row in rows]
         summary[name] = {"ips": ips, "median_ips": statistics.median(ips), "ratios": ratios,
-                         "median_ratio": statistics.median(ratios)}
+                         "median_ratio": statistics.median(ratios), "total_s": totals,
+                         "total_ratios": [t / sum(row["base"].seconds) for t, row in zip(totals, rows, strict=True)],
+                         "curve_ms": curve, "max_step_ms": [1000 * max(row[name].seconds) for row in rows]}
     print(f"\nspeed options, bare training loop: img/s of the median step ({args.steps} steps, median of "
           f"{args.repeats} repeats); ratio = option / base", file=out)
     for name, e in summary.items():
         reps = " ".join(f"{v:.0f}" for v in e["ips"]) + " | " + " ".join(f"{r:.3f}" for r in e["ratios"])
         print(f"  {name:<36} {e['median_ips']:>8.1f} {e['median_ratio']:>6.3f}  {reps}", file=out)
+    print(f"total time of the {args.steps} timed steps, ratio to base, per repeat; slowest step:", file=out)
+    for name, e in summary.items():
+        print(f"  {name:<36} " + " ".join(f"{t:.1f} s ({r:.2f}x)" for t, r in zip(e["total_s"], e["total_ratios"],
+                                                                                  strict=True))
+              + "; " + " ".join(f"{m:.0f} ms" for m in e["max_step_ms"]), file=out)
+    print(f"median step per {w} steps (ms), repeat 0:", file=out)
+    for name, e in summary.items():
+        print(f"  {name:<36} " + " ".join(f"{v:.0f}" for v in e["curve_ms"][0]), file=out)
     return summary
 
 
@@ -484,6 +510,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare", action="append", default=[], metavar="OVERRIDES",
                    help="instead of framework vs bare: rank speed options with bare loops stepped in turn; "
                    "repeatable, e.g. --compare channels_last=true --compare 'trainer.precision=bf16-mixed'")
+    p.add_argument("--window", type=int, default=50, help="--compare: steps per point of the step-time curve")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.precision=bf16-mixed channels_last=true")
     args = p.parse_args(argv)
