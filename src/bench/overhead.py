@@ -225,7 +225,7 @@ def on_device(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: str)
 
 class Bench:
     def __init__(self, cfg: DictConfig, device: str, steps: int, warmup: int, predict_steps: int,
-                 predict_warmup: int, workdir: Path) -> None:
+                 predict_warmup: int, workdir: Path, epochs: bool = False) -> None:
         self.cfg, self.device, self.workdir = cfg, device, workdir
         self.steps, self.warmup = steps, warmup
         self.predict_steps, self.predict_warmup = predict_steps, predict_warmup
@@ -233,7 +233,8 @@ class Bench:
         dm.setup("fit")
         self.datamodule = dm
         self.autocast, self.needs_scaler = autocast_for(cfg.trainer.precision, device)
-        if len(self.train_batches()) < steps + warmup:
+        self.epochs = epochs  # bare loops may run past one epoch (each epoch in its own order)
+        if not epochs and len(self.train_batches()) < steps + warmup:
             raise SystemExit(f"error: the training split has fewer than {steps + warmup} batches; lower --steps")
         if len(self.predict_batches()) < predict_steps + predict_warmup:
             raise SystemExit("error: the validation split has too few eval batches; lower --predict-steps")
@@ -257,8 +258,18 @@ class Bench:
         return model.to(self.device)
 
     def bare_trainer(self) -> BareTrainer:
-        return BareTrainer(self.fresh_model(), self.cfg, on_device(self.train_batches(), self.device),
-                           self.steps + self.warmup, self.autocast, self.needs_scaler, self.device)
+        batches = self.epoch_batches() if self.epochs else on_device(self.train_batches(), self.device)
+        return BareTrainer(self.fresh_model(), self.cfg, batches, self.steps + self.warmup, self.autocast,
+                           self.needs_scaler, self.device)
+
+    def epoch_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Epoch after epoch of training batches, each epoch in the datamodule's order for it."""
+        epoch = 0
+        while True:
+            batches = self.train_batches()
+            batches.epoch_fn = lambda epoch=epoch: epoch
+            yield from on_device(batches, self.device)
+            epoch += 1
 
     def bare_predictor(self) -> BarePredictor:
         batches = on_device(self.predict_batches(), self.device)
@@ -429,7 +440,7 @@ def compare(args: argparse.Namespace, base: list[str], device: str, workdir: Pat
     for name, tokens in entries:
         threads = [int(t.split("=", 1)[1]) for t in tokens if t.startswith("threads=")]
         cfg = compose_config([*base, *(t for t in tokens if not t.startswith("threads="))], workdir)
-        b = Bench(cfg, device, args.steps, args.warmup, args.predict_steps, args.predict_warmup, workdir)
+        b = Bench(cfg, device, args.steps, args.warmup, args.predict_steps, args.predict_warmup, workdir, epochs=True)
         variants.append((name, b, threads[-1] if threads else torch.get_num_threads()))
     flush = {name: bool(b.cfg.get("flush_denormals", True)) and device == "cpu" for name, b, _ in variants}
     current_flush: bool | None = None
@@ -526,9 +537,10 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
     overrides = [f"backbone={args.backbone}", f"loss={args.loss}", f"data.batch_size={args.batch_size}",
                  *([f"threads={args.threads}"] if args.threads else []), *args.overrides]
     if args.compare:
+        summary = compare(args, overrides, device, workdir, out)
         results = {"setting": {"base": overrides, "device": device, "threads": torch.get_num_threads(),
-                               "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats},
-                   "compare": compare(args, overrides, device, workdir, out)}
+                               "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
+                               "cpu": cpu_model()}, "compare": summary}
         print("setting: " + json.dumps(results["setting"]), file=out)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
