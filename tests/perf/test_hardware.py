@@ -129,3 +129,25 @@ def test_flush_reaches_torchs_workers_when_another_openmp_runtime_is_loaded() ->
                          env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "2"})  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[:2] == ["on (this thread and 1 OpenMP worker(s))", "True"]
+
+
+def test_a_joblib_multirun_job_gets_its_share_of_the_cores() -> None:
+    """threads=auto inside a job of `python -m src.train -m hydra/launcher=local_parallel` (n_jobs: 2)."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    from src.pipeline import _parallel_jobs
+    from tests.conftest import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=local_parallel"], return_hydra_config=True)
+    for mode, jobs in (("MULTIRUN", 2), ("RUN", 1)):
+        OmegaConf.set_readonly(cfg.hydra, False)
+        with open_dict(cfg):
+            cfg.hydra.mode = mode
+        HydraConfig.instance().set_config(cfg)
+        assert _parallel_jobs(hardware.launcher_parallel_jobs) == jobs
