@@ -68,6 +68,8 @@ class RunClock(pl.Callback):
         self.flush = flush
         self._last: float | None = None
         self._measured = 0
+        self._epoch: dict[str, float] | None = None  # the epoch under way
+        self._val_start = 0.0
 
     def mark(self, name: str) -> None:
         self.marks.setdefault(name, time.perf_counter())
@@ -80,7 +82,7 @@ class RunClock(pl.Callback):
         self.close_epoch()
         self._epoch = {"epoch": trainer.current_epoch, "start": time.perf_counter(), "validation_s": 0.0,
                        "checkpoint_s": 0.0}
-        self._last = self._epoch["start"]
+        self._last = time.perf_counter()
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
         if self.flush_cycle and trainer.current_epoch >= self.measured_from:
@@ -102,14 +104,15 @@ class RunClock(pl.Callback):
         self._last = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch["train_end"] = time.perf_counter()
+        if self._epoch is not None:
+            self._epoch["train_end"] = time.perf_counter()
 
     # validation ----------------------------------------------------------------------------
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._val_start = time.perf_counter()
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking and hasattr(self, "_epoch"):
+        if not trainer.sanity_checking and self._epoch is not None:
             self._epoch["validation_s"] += time.perf_counter() - self._val_start
         elif trainer.sanity_checking:
             self.marks["sanity_s"] = time.perf_counter() - self._val_start
@@ -117,10 +120,17 @@ class RunClock(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.close_epoch()
 
+    def add_checkpoint(self, seconds: float) -> None:
+        """A ``Trainer.save_checkpoint`` call: counted in the open epoch, else outside epochs."""
+        if self._epoch is not None:
+            self._epoch["checkpoint_s"] += seconds
+        else:
+            self.marks["checkpoints_outside_epochs_s"] = self.marks.get("checkpoints_outside_epochs_s", 0.0) + seconds
+
     def close_epoch(self) -> None:
         """An epoch ends when the next begins (or training ends): after every epoch-end hook, the
         checkpoint callbacks' included (Lightning runs those last)."""
-        if not hasattr(self, "_epoch"):
+        if self._epoch is None:
             return
         e = self._epoch
         end = time.perf_counter()
@@ -130,7 +140,7 @@ class RunClock(pl.Callback):
                "validation_s": e["validation_s"], "checkpoint_s": e["checkpoint_s"]}
         row["other_s"] = row["wall_s"] - row["train_steps_s"] - row["validation_s"] - row["checkpoint_s"]
         self.epochs.append(row)
-        del self._epoch
+        self._epoch = None
 
 
 def _timed(fn: Callable[..., Any], add: Callable[[float], None]) -> Callable[..., Any]:
@@ -180,13 +190,7 @@ def steady_run(cfg: DictConfig, args: argparse.Namespace, t0: float) -> dict[str
         precision=str(cfg.trainer.precision), enable_progress_bar=False, max_epochs=measured_from + args.epochs,
     )
 
-    def add_checkpoint(seconds: float) -> None:
-        if hasattr(clock, "_epoch"):
-            clock._epoch["checkpoint_s"] += seconds
-        hooks["checkpoints outside epochs"] = hooks.get("checkpoints outside epochs", 0.0) + seconds * (
-            not hasattr(clock, "_epoch"))
-
-    trainer.save_checkpoint = _timed(trainer.save_checkpoint, add_checkpoint)  # type: ignore[method-assign]
+    trainer.save_checkpoint = _timed(trainer.save_checkpoint, clock.add_checkpoint)  # type: ignore[method-assign]
     built = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(args.checkpoint) if args.checkpoint else None)
     fit_end = time.perf_counter()
@@ -203,6 +207,7 @@ def steady_run(cfg: DictConfig, args: argparse.Namespace, t0: float) -> dict[str
         "startup": {"compose_and_hardware_s": t - t0, "build_s": built - t,
                     "fit_until_first_step_s": clock.marks.get("train_start", fit_end) - built,
                     "sanity_check_s": clock.marks.get("sanity_s", 0.0)},
+        "checkpoints_outside_epochs_s": clock.marks.get("checkpoints_outside_epochs_s", 0.0),
         "fit_s": fit_end - built, "epochs": clock.epochs, "steps": clock.steps, "epoch_hooks_s": hooks, "test": test,
         "measured_from_epoch": measured_from,
     }
