@@ -33,12 +33,13 @@ class Capture(Logger):
         self.calls.append((int(step or 0), dict(metrics)))
 
 
-def test_loggers_get_the_step_loss_on_every_logging_step_and_exact_epoch_values(tiny_config) -> None:
+def test_loggers_get_the_step_loss_on_every_logging_step_and_exact_epoch_values(tiny_config, tmp_path) -> None:
     cfg = tiny_config("trainer.max_epochs=2", "trainer.log_every_n_steps=3", "callbacks.embeddings=null")
     datamodule, model = build(cfg)
     capture = Capture()
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=[instantiate(cfg.callbacks.learning_rate)],
-                                      logger=[capture], limit_val_batches=1)  # fmt: skip
+                                      logger=[capture], limit_val_batches=1, enable_checkpointing=False,
+                                      default_root_dir=str(tmp_path))  # fmt: skip
     trainer.fit(model, datamodule=datamodule)
     # The LR monitor (lr-AdamW; train/lr in TensorBoard) logs on each logging step that Lightning chooses.
     lr_steps = [step for step, m in capture.calls if any(k.startswith("lr-") for k in m)]
