@@ -23,6 +23,9 @@ checkpoint and the post-test analyses. Only the progress bar is off. One callbac
 every K steps (``src.utils.hardware.flush_denormals``), so the two settings alternate on the same
 partly-trained model under the same machine load; the report gives the median step with flush on
 and off, and their ratio. ``--measure-steps N`` stops the run N steps into the measured epochs.
+The run keeps the config's ``trainer.max_epochs`` (so the learning-rate schedule is the one
+``src.train`` would follow) and stops after the measured epochs; a ``--checkpoint`` must come from
+a run with the same plan.
 
 ``--flush-ab``: the whole run twice in one process, from the same seed, with ``flush_denormals=true``
 then ``false``; the report puts their step-time curves side by side (the ratio per window of
@@ -60,8 +63,9 @@ class RunClock(pl.Callback):
     """Step times, epoch phases and (optionally) flush-to-zero switched every ``flush_cycle`` steps."""
 
     def __init__(self, measured_from_epoch: int, measure_steps: int | None, flush_cycle: int | None,
-                 flush: bool = True) -> None:
+                 flush: bool = True, last_epoch: int | None = None) -> None:
         self.measured_from, self.measure_steps, self.flush_cycle = measured_from_epoch, measure_steps, flush_cycle
+        self.last_epoch = last_epoch  # stop after this epoch (the schedules keep the config's max_epochs)
         self.steps: list[dict[str, Any]] = []  # epoch, step, seconds, flush
         self.epochs: list[dict[str, float]] = []
         self.marks: dict[str, float] = {}
@@ -106,6 +110,8 @@ class RunClock(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._epoch is not None:
             self._epoch["train_end"] = time.perf_counter()
+        if self.last_epoch is not None and trainer.current_epoch >= self.last_epoch:
+            trainer.should_stop = True
 
     # validation ----------------------------------------------------------------------------
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -176,7 +182,12 @@ def steady_run(cfg: DictConfig, args: argparse.Namespace, t0: float) -> dict[str
     """One run as src.train makes it, timed; returns the raw timings."""
     start_epoch = _checkpoint_epoch(args.checkpoint) if args.checkpoint else 0
     measured_from = start_epoch + (0 if args.checkpoint else args.warm_epochs)
-    clock = RunClock(measured_from, args.measure_steps, args.flush_cycle, bool(cfg.get("flush_denormals", True)))
+    planned = int(cfg.trainer.max_epochs)
+    if measured_from + args.epochs > planned:
+        raise SystemExit(f"error: epochs {measured_from}..{measured_from + args.epochs - 1} are past "
+                         f"trainer.max_epochs={planned} (the LR schedule's length); raise trainer.max_epochs")
+    clock = RunClock(measured_from, args.measure_steps, args.flush_cycle, bool(cfg.get("flush_denormals", True)),
+                     last_epoch=measured_from + args.epochs - 1)
     hooks: dict[str, float] = {}
     t = time.perf_counter()
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -187,7 +198,7 @@ def steady_run(cfg: DictConfig, args: argparse.Namespace, t0: float) -> dict[str
     plugins = [instantiate(cfg.checkpoint_io)] if cfg.get("checkpoint_io") else None
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=[*callbacks, clock], logger=loggers, plugins=plugins,
-        precision=str(cfg.trainer.precision), enable_progress_bar=False, max_epochs=measured_from + args.epochs,
+        precision=str(cfg.trainer.precision), enable_progress_bar=False,
     )
 
     trainer.save_checkpoint = _timed(trainer.save_checkpoint, clock.add_checkpoint)  # type: ignore[method-assign]

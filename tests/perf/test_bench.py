@@ -107,3 +107,12 @@ def test_compare_runs_flush_off_beside_flush_on_past_one_epoch(synthetic_root: P
     off = results["flush_denormals=false"]
     assert len(off["curve_ms"][0]) == 3 and all(math.isfinite(r) and r > 0 for r in off["total_ratios"])
     assert results["base"]["total_ratios"] == [1.0]
+
+
+def test_steady_keeps_the_planned_schedule_and_refuses_epochs_past_it(synthetic_root: Path) -> None:
+    from src.bench import steady
+
+    args = steady.parse_args(["--warm-epochs", "2", "--epochs", "1", "trainer.max_epochs=2",
+                              *tiny_overrides(synthetic_root)])  # fmt: skip
+    with pytest.raises(SystemExit, match=r"past trainer.max_epochs=2"):
+        steady.run(args, io.StringIO())
