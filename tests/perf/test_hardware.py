@@ -150,4 +150,4 @@ def test_a_joblib_multirun_job_gets_its_share_of_the_cores() -> None:
         with open_dict(cfg):
             cfg.hydra.mode = mode
         HydraConfig.instance().set_config(cfg)
-        assert _parallel_jobs(hardware.launcher_parallel_jobs) == jobs
+        assert _parallel_jobs() == jobs
