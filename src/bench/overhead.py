@@ -53,6 +53,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from src.bench.common import autocast_for, compose_config, cpu_model, quiet_lightning, resolve_device, sync
 from src.model import MarginClassifier
@@ -277,9 +278,11 @@ class Bench:
 
     def trainer(self, callbacks: list[pl.Callback], logger: Any, **overrides: Any) -> pl.Trainer:
         accelerator = "gpu" if self.device == "cuda" else "cpu"
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            overrides.setdefault("enable_checkpointing", False)  # else Lightning adds one writing to ./
         return instantiate(
             self.cfg.trainer, accelerator=accelerator, callbacks=callbacks, logger=logger,
-            enable_progress_bar=False, enable_model_summary=False, **overrides,
+            enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(self.workdir), **overrides,
         )
 
     def fit(self, variant: str, clock: pl.Callback, profiler: Any = None) -> None:
