@@ -158,6 +158,8 @@ def check_top_level(c: Mapping[str, Any]) -> None:
         if key in c:
             check_bool(key, c[key])
     check_choice("matmul_precision", c.get("matmul_precision"), MATMUL_PRECISIONS)
+    if c.get("threads", "auto") != "auto":  # auto: src/utils/hardware.resolve_threads
+        check_int("threads", c["threads"], 1)
     if "name" in c and (not isinstance(c["name"], str) or not c["name"].strip()):
         fail("name", c["name"], "must be a non-empty string")
     analysis = c.get("analysis")

@@ -43,9 +43,6 @@ class MarginClassifier(pl.LightningModule):
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
         # Kept out of the module tree (plain attribute) so checkpoints hold one copy of the weights.
         object.__setattr__(self, "_compiled_backbone", torch.compile(self.backbone) if compile else None)
-        # validate_args=False: its input check calls torch.unique on every step, a host sync on a GPU
-        # (our labels come from the datamodule and predictions from argmax, so both are in range).
-        self.train_acc = MulticlassAccuracy(c, average="micro", validate_args=False)
         self.val_acc = MulticlassAccuracy(c, average="micro")
         self.val_acc_macro = MulticlassAccuracy(c, average="macro")
         self.val_confusion = MulticlassConfusionMatrix(c)
@@ -96,18 +93,36 @@ class MarginClassifier(pl.LightningModule):
         embeddings = self.embed(images)
         loss = self.head(embeddings, labels)
         with torch.no_grad():
-            # update(), not forward(): no per-batch accuracy is computed since none is logged per step.
-            self.train_acc.update(self.head.predict(embeddings.detach()), labels)
-        # Lightning turns every per-step prog_bar value into a Python float after every step, bar
-        # or no bar: one host sync per step on a GPU. So the live loss goes to the bar only when one
-        # is shown (docs/performance.md); loggers get it every log_every_n_steps either way.
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=self._progress_bar_shown())
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+            accuracy = (self.head.predict(embeddings.detach()) == labels).float().mean()
+        n = int(labels.shape[0])
+        # Each self.log costs Python time on every step (a few percent of a ~30 ms bf16 CPU step;
+        # docs/performance.md), so: the per-step loss only on the steps a logger or a shown progress
+        # bar reads it (Lightning turns a per-step prog_bar value into a Python float after every
+        # step, bar or no bar: a host sync on a GPU); the epoch values as tensors weighted by the batch
+        # size, whose mean over the epoch is the epoch's loss and exact accuracy (total correct / total;
+        # a torchmetrics object here costs an nn.Module.to() per call). Nothing is synced per step.
+        bar = self._progress_bar_shown()
+        if bar or self._loggers_read_this_step():
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=bar, batch_size=n)
+        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log("train/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=n)
         return loss
 
     def _progress_bar_shown(self) -> bool:
         return self._trainer is not None and self._trainer.progress_bar_callback is not None
+
+    def _loggers_read_this_step(self) -> bool:
+        """Whether Lightning sends this step's values to the loggers: its ``should_update_logs``
+        (every ``log_every_n_steps`` batches that stepped, counting this one, and when the run stops).
+        Lightning's own counter is read so that both agree after a mid-epoch resume too; it is private,
+        hence the fallback to ``global_step``."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        if trainer.log_every_n_steps == 0:
+            return False
+        stepped = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
+        return (int(stepped) + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch

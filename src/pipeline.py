@@ -128,15 +128,38 @@ def write_hydra_files(output_dir: Path, cfg: DictConfig) -> None:
 
 
 def configure_hardware(cfg: DictConfig) -> dict[str, Any]:
-    """Resolve ``trainer.precision=auto`` and set flush-to-zero; returns what was chosen and why."""
+    """Resolve ``trainer.precision=auto`` and ``threads=auto``, set the intra-op threads and
+    flush-to-zero (after the threads, so every worker of the pool gets it); returns what was chosen
+    and why."""
     from src.config_checks import device_kind
-    from src.utils.hardware import flush_denormals, resolve_precision
+    from src.utils.hardware import flush_denormals, resolve_precision, resolve_threads
 
     kind = device_kind(str(cfg.trainer.get("accelerator", "auto")))
     choice = resolve_precision(str(cfg.trainer.get("precision", "32-true")), kind)
+    threads = resolve_threads(cfg.get("threads", "auto"), _parallel_jobs())
+    torch.set_num_threads(threads.threads)
     flush = flush_denormals(bool(cfg.get("flush_denormals", True))) if kind == "cpu" else "n/a (not a CPU run)"
-    log.info("precision %s (%s); flush denormals: %s", choice.precision, choice.reason, flush)
-    return {"precision": choice.precision, "precision_reason": choice.reason, "flush_denormals": flush}
+    log.info("precision %s (%s); %d intra-op threads (%s); flush denormals: %s", choice.precision, choice.reason,
+             threads.threads, threads.reason, flush)
+    return {"precision": choice.precision, "precision_reason": choice.reason, "flush_denormals": flush,
+            "threads": threads.threads, "threads_reason": threads.reason}
+
+
+def _parallel_jobs() -> int:
+    """Jobs the Hydra launcher of this run runs side by side (1 outside Hydra or in a single run)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from src.utils.hardware import launcher_parallel_jobs
+
+    if not HydraConfig.initialized():
+        return 1
+    hc = HydraConfig.get()
+    launcher = hc.get("launcher")
+    if launcher is None:
+        return 1
+    fields = {"_target_": launcher.get("_target_"), "n_jobs": launcher.get("n_jobs")}  # the two it needs
+    return launcher_parallel_jobs(fields, hc.mode == RunMode.MULTIRUN)
 
 
 def _score(checkpoint: ModelCheckpoint | None) -> float:

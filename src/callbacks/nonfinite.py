@@ -1,11 +1,13 @@
 """Stops a run whose loss or weights turn NaN / inf, with a message that says where and when.
 
-Every step's training loss is checked on its own device without a host sync: the first non-finite
-one is remembered there (epoch, batch, step, value). The host reads that record every
-``check_loss_every_n_steps`` steps, at the end of every epoch and before every checkpoint (one
-boolean reduction; under DDP every rank takes the same decision, so no rank is left waiting in a
-collective). So on a GPU the check costs no per-step sync, and the message still names the exact
-step where the loss first went bad, even when the run stops a few steps later. Parameters
+Every step's training loss is copied, on its own device and without a host sync, into a buffer of
+``check_loss_every_n_steps`` slots (one small copy per step rather than a dozen small ops); the host
+keeps each slot's epoch, batch and step. The host checks the buffer every
+``check_loss_every_n_steps`` steps, at the end of every epoch, before every checkpoint and whenever
+the buffer is full (one boolean reduction; under DDP every rank takes the same decision, so no rank
+is left waiting in a collective). So on a GPU the check costs no per-step sync, and the message
+still names the exact step where the loss first went bad, even when the run stops a few steps
+later. Parameters
 and floating-point buffers are checked every ``check_weights_every_n_steps`` optimizer steps, at
 the end of every training epoch and before every checkpoint is written, so a diverged model is
 never saved as ``last.ckpt`` and picked up by ``resume=true``.
@@ -42,8 +44,9 @@ class NonFiniteGuard(pl.Callback):
             raise ValueError("NonFiniteGuard: check intervals must be integers >= 0 (0 switches a check off)")
         self.loss_every = int(check_loss_every_n_steps)
         self.weights_every = int(check_weights_every_n_steps)
-        # On the loss's device: [epoch, batch, global step, loss] of the first non-finite loss; -1 = none.
-        self._first_bad: torch.Tensor | None = None
+        # The losses noted since the last read, on the loss's device, and where each was noted.
+        self._losses: torch.Tensor | None = None
+        self._noted: list[tuple[int, int, int]] = []
 
     # --- the checks ------------------------------------------------------------------------
     @staticmethod
@@ -51,40 +54,41 @@ class NonFiniteGuard(pl.Callback):
         return f"epoch {trainer.current_epoch}, global step {trainer.global_step}"
 
     def note_loss(self, trainer: pl.Trainer, loss: torch.Tensor | None, batch_idx: int) -> None:
-        """Remember, on the loss's device and without a host sync, the first non-finite loss."""
+        """Keep the loss on its device (no host sync) for the next read."""
         if loss is None:
             return
-        loss = loss.detach().float().reshape(-1)
-        if self._first_bad is None:
-            self._first_bad = torch.full((4,), -1.0, device=loss.device)
-        finite = torch.isfinite(loss)
-        bad = ~finite.all() & (self._first_bad[0] < 0)
-        # Python numbers are written with fills, not host-to-device copies: nothing here waits.
-        stamp = torch.zeros_like(self._first_bad)
-        stamp[0], stamp[1], stamp[2] = float(trainer.current_epoch), float(batch_idx), float(trainer.global_step)
-        stamp[3] = torch.where(finite, torch.zeros_like(loss), loss).sum()  # nan if any nan, else +-inf
-        self._first_bad = torch.where(bad, stamp, self._first_bad)
+        value = loss.detach()
+        value = value.reshape(()) if value.numel() == 1 else value.float().sum()  # nan or +-inf if any is
+        if self._losses is None or self._losses.device != value.device:
+            self._losses = torch.zeros(max(1, self.loss_every), device=value.device)
+        elif len(self._noted) == len(self._losses):
+            self.read_loss(trainer)
+        self._losses[len(self._noted)].copy_(value)
+        self._noted.append((int(trainer.current_epoch), int(batch_idx), int(trainer.global_step)))
 
     def read_loss(self, trainer: pl.Trainer) -> None:
-        """The host sync: raise if any rank has seen a non-finite loss since training began."""
-        first = self._first_bad
+        """The host sync: raise if any rank has noted a non-finite loss since the last read."""
+        losses = self._losses
         # No loss noted yet, or loss checks off: every rank is in the same state, so none skips a
         # collective alone.
-        if first is None:
+        if losses is None:
             return
-        local_bad = bool(first[0] >= 0)
+        finite = torch.isfinite(losses[: len(self._noted)])
+        local_bad = bool(len(self._noted) > 0 and not bool(finite.all()))
         if trainer.strategy.reduce_boolean_decision(local_bad, all=False):
             if local_bad:
-                epoch, batch, step, value = first.tolist()
-                kind = "nan" if value != value else "inf"
+                first = int((~finite).nonzero()[0])
+                epoch, batch, step = self._noted[first]
+                kind = "nan" if bool(torch.isnan(losses[first])) else "inf"
                 raise NonFiniteError(
-                    f"training diverged: the training loss is {kind} at epoch {int(epoch)}, batch {int(batch)} "
-                    f"(global step {int(step)}); {HINT}"
+                    f"training diverged: the training loss is {kind} at epoch {epoch}, batch {batch} "
+                    f"(global step {step}); {HINT}"
                 )
             raise NonFiniteError(
                 f"training diverged: the training loss is non-finite on another process by "
                 f"{self._where(trainer)}; {HINT}"
             )
+        self._noted.clear()
 
     def check_weights(self, trainer: pl.Trainer, module: pl.LightningModule, when: str) -> None:
         """Weights are identical on every DDP rank, so each rank decides alone (no collective)."""

@@ -11,12 +11,16 @@
   path: in bf16 training on a CPU the gradients drift into the subnormal range after a few hundred
   steps and steps become ~30x slower (docs/performance.md). So the flag is also set from inside an
   OpenMP parallel region, once per worker, and then checked on a tensor split across all workers.
+* ``resolve_threads("auto" | N, parallel_jobs)``: intra-op threads. ``auto`` is the cores this
+  process may run on (its CPU affinity, not the machine's count) divided by the jobs that run side
+  by side (the joblib launcher's ``n_jobs`` in a multirun), at least 1.
 """
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import re
 from dataclasses import dataclass
 
@@ -65,14 +69,57 @@ def resolve_precision(requested: str, device_kind: str) -> PrecisionChoice:
     return PrecisionChoice("32-true", f"auto: 32-true on {device_kind}")
 
 
+@dataclass(frozen=True)
+class ThreadsChoice:
+    threads: int
+    reason: str
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (``sched_getaffinity``; ``os.cpu_count`` where unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(requested: int | str, parallel_jobs: int = 1, cores: int | None = None) -> ThreadsChoice:
+    """Intra-op threads for ``requested`` (``auto`` or a positive int) with ``parallel_jobs`` side by side."""
+    if str(requested) != "auto":
+        return ThreadsChoice(int(requested), "set in the config")
+    cores = usable_cores() if cores is None else int(cores)
+    jobs = max(1, int(parallel_jobs))
+    if jobs == 1:
+        return ThreadsChoice(cores, f"auto: all {cores} core(s) of this process's CPU affinity")
+    threads = max(1, cores // jobs)
+    return ThreadsChoice(threads, f"auto: {cores} core(s) of this process's CPU affinity / {jobs} parallel jobs")
+
+
+def launcher_parallel_jobs(launcher: dict | None, multirun: bool, cores: int | None = None) -> int:
+    """How many jobs Hydra's launcher runs side by side on this machine: the joblib launcher's
+    ``n_jobs`` in a multirun (joblib's -1 = all cores, -2 = all but one, ...), else 1."""
+    if not multirun or not launcher or "joblib" not in str(launcher.get("_target_", "")).lower():
+        return 1
+    n = int(launcher.get("n_jobs") or 1)
+    if n < 0:
+        n = max(1, (usable_cores() if cores is None else cores) + 1 + n)
+    return max(1, n)
+
+
 def _loaded_openmp() -> str | None:
-    """Path of the GNU OpenMP runtime this process has loaded (PyTorch's wheels bundle one)."""
+    """Path of the GNU OpenMP runtime PyTorch computes with (its wheels bundle one in torch/lib).
+
+    Other wheels bundle their own copy (scikit-learn's ``scikit_learn.libs/libgomp-<hash>.so``),
+    loaded beside it once they are imported; a team started in that runtime would never reach
+    PyTorch's workers. So the copy inside PyTorch's folder comes first."""
     try:
         with open("/proc/self/maps") as maps:
             paths = set(re.findall(r"(/\S*libgomp[^/\s]*\.so[.\d]*)", maps.read()))
     except OSError:
         return None
-    return sorted(paths)[0] if paths else None
+    torch_dir = os.path.dirname(os.path.realpath(torch.__file__))
+    ranked = sorted(paths, key=lambda p: (not os.path.realpath(p).startswith(torch_dir + os.sep), p))
+    return ranked[0] if ranked else None
 
 
 def _set_on_openmp_workers(flag: bool, threads: int) -> bool:

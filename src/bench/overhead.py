@@ -24,10 +24,13 @@ median over repeats, and the ratio of mean step times beside it. Inference compa
 ``trainer.predict`` (``MarginClassifier.predict_step``) with ``head.predict(backbone(x))`` under
 ``torch.no_grad`` the same way.
 
-``--ablate`` adds two framework variants that locate any overhead: ``framework-nolog`` (a
-training step without ``self.log`` and without the accuracy update) and ``framework-nocb`` (no
-callbacks, no logger). ``--profile`` adds a per-phase breakdown of the bare step (data, forward,
-backward, optimiser) and the per-step Lightning actions timed by ``SimpleProfiler``.
+``--ablate`` adds two framework variants that split the overhead: ``framework-min`` (``MinimalModule``:
+the same backbone, head, optimiser and schedule in the smallest LightningModule, no callbacks, no
+logger: what Lightning's loop costs) and ``framework-nocb`` (``MarginClassifier``, no callbacks,
+no logger: plus the project's training step, its metric and ``self.log`` calls); the full
+``framework`` adds the project's callbacks and loggers. Each variant is paired with its own bare
+loop. ``--profile`` adds a per-phase breakdown of the bare step (data, forward, backward, optimiser)
+and the per-step Lightning actions timed by ``SimpleProfiler``.
 """
 
 from __future__ import annotations
@@ -35,97 +38,29 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import logging
 import re
 import statistics
 import sys
 import tempfile
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
 
-from src.data.batches import InMemoryBatches
+from src.bench.common import autocast_for, compose_config, cpu_model, quiet_lightning, resolve_device, sync
 from src.model import MarginClassifier
-from src.pipeline import build, configure_hardware
-from src.utils.resolvers import register_resolvers
+from src.pipeline import build
+from src.utils.hardware import flush_denormals
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-ABLATIONS = ("framework-nolog", "framework-nocb")
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration
-# --------------------------------------------------------------------------------------------
-
-
-def compose_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
-    """``conf/train.yaml`` composed as ``python -m src.train`` would, with ``hydra:`` resolvers
-    pointing at ``output_dir`` (where the runs' checkpoints and TensorBoard files go)."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.pop("hydra")
-        # The same precision and flush-to-zero choices as src.train makes (trainer.precision=auto).
-        cfg.trainer.precision = configure_hardware(cfg)["precision"]
-    return cfg
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise SystemExit(f"error: --device={device!r} is invalid: use auto, cpu or cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device=cuda but torch.cuda.is_available() is False")
-    return device
-
-
-def autocast_for(precision: str, device: str) -> tuple[Callable[[], AbstractContextManager], bool]:
-    """What Lightning's precision plugin puts around the forward pass, for the bare loop:
-    (context factory, whether a GradScaler is needed)."""
-    p = str(precision)
-    if p in ("32-true", "32"):
-        return nullcontext, False
-    if p == "bf16-mixed":
-        return (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)), False
-    if p in ("16-mixed", "16"):
-        if device != "cuda":
-            raise SystemExit("error: precision 16-mixed needs CUDA; on CPU use bf16-mixed or 32-true")
-        return (lambda: torch.autocast(device_type=device, dtype=torch.float16)), True
-    raise SystemExit(f"error: the bare loop supports precision 32-true, bf16-mixed and 16-mixed, not {p!r}")
-
-
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def quiet_lightning() -> None:
-    """Drop Lightning's per-Trainer banners and the warnings a short, validation-free fit is
-    expected to raise: a benchmark builds many trainers."""
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for message in (".*smaller than the logging interval.*", ".*could not find the monitored key.*",
-                    ".*exists and is not empty.*", ".*LeafSpec.*is deprecated.*"):
-        warnings.filterwarnings("ignore", message=message)
+ABLATIONS = ("framework-nocb", "framework-min")
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,12 +196,27 @@ class StepClock(pl.Callback):
         self._tick(batch, idx)
 
 
-class _NoLogClassifier(MarginClassifier):
-    """Ablation: the training step without ``self.log`` and without the accuracy update."""
+class MinimalModule(pl.LightningModule):
+    """Lightning's own cost: the same backbone, head, optimiser and schedule in the smallest
+    LightningModule (no metrics, no ``self.log``), trained without callbacks or loggers."""
+
+    def __init__(self, model: MarginClassifier) -> None:
+        super().__init__()
+        self.backbone, self.head = model.backbone, model.head
+        self.optimizer_factory, self.scheduler_factory = model.optimizer_factory, model.scheduler_factory
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        return self.head(self.embed(images), labels)
+        return self.head(self.backbone(images), labels)
+
+    def configure_optimizers(self) -> Any:
+        return MarginClassifier.configure_optimizers(self)  # type: ignore[arg-type]
+
+
+def on_device(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: str) -> Iterator:
+    """The batches on ``device`` (the datamodule keeps them there when a GPU trainer is attached)."""
+    for images, labels in batches:
+        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,62 +226,70 @@ class _NoLogClassifier(MarginClassifier):
 
 class Bench:
     def __init__(self, cfg: DictConfig, device: str, steps: int, warmup: int, predict_steps: int,
-                 predict_warmup: int, workdir: Path) -> None:
+                 predict_warmup: int, workdir: Path, epochs: bool = False) -> None:
         self.cfg, self.device, self.workdir = cfg, device, workdir
         self.steps, self.warmup = steps, warmup
         self.predict_steps, self.predict_warmup = predict_steps, predict_warmup
         dm, _ = build(cfg)
         dm.setup("fit")
-        if device != "cpu":  # what setup() does when a trainer on that device is attached
-            dm._train = tuple(t.to(device) for t in dm._train)
-            dm._val = tuple(t.to(device) for t in dm._val)
         self.datamodule = dm
         self.autocast, self.needs_scaler = autocast_for(cfg.trainer.precision, device)
-        if len(self.train_batches()) < steps + warmup:
+        self.epochs = epochs  # bare loops may run past one epoch (each epoch in its own order)
+        if not epochs and len(self.train_batches()) < steps + warmup:
             raise SystemExit(f"error: the training split has fewer than {steps + warmup} batches; lower --steps")
         if len(self.predict_batches()) < predict_steps + predict_warmup:
-            raise SystemExit("error: the training split has too few eval batches; lower --predict-steps")
+            raise SystemExit("error: the validation split has too few eval batches; lower --predict-steps")
 
     # data ----------------------------------------------------------------------------------
-    def train_batches(self) -> InMemoryBatches:
-        """The batches the framework sees in its first epoch (same seed, epoch 0, same augmentation)."""
-        dm = self.datamodule
-        return InMemoryBatches(
-            *dm._train, batch_size=dm.batch_size, shuffle=True, seed=dm.seed, mean=dm.mean, std=dm.std,
-            hflip=dm.hflip, crop_padding=dm.crop_padding, channels_last=dm.channels_last,
-        )
+    def train_batches(self) -> Any:
+        """The batches the framework sees in its first epoch (same seed, epoch 0, same augmentation):
+        the datamodule's own, with no trainer attached."""
+        self.datamodule.trainer = None
+        return self.datamodule.train_dataloader()
 
-    def predict_batches(self) -> InMemoryBatches:
-        dm = self.datamodule
-        return InMemoryBatches(
-            *dm._train, batch_size=dm.eval_batch_size, shuffle=False, mean=dm.mean, std=dm.std,
-            channels_last=dm.channels_last,
-        )
+    def predict_batches(self) -> Any:
+        """The validation split in ``eval_batch_size`` batches."""
+        self.datamodule.trainer = None
+        return self.datamodule.val_dataloader()
 
     # models and trainers -------------------------------------------------------------------
-    def fresh_model(self, cls: type[MarginClassifier] = MarginClassifier) -> MarginClassifier:
+    def fresh_model(self) -> MarginClassifier:
         pl.seed_everything(int(self.cfg.seed), verbose=False)
         _, model = build(self.cfg)
-        model.__class__ = cls  # same constructor and weights; only the training step may differ
         return model.to(self.device)
 
     def bare_trainer(self) -> BareTrainer:
-        return BareTrainer(self.fresh_model(), self.cfg, iter(self.train_batches()), self.steps + self.warmup,
-                           self.autocast, self.needs_scaler, self.device)
+        batches = self.epoch_batches() if self.epochs else on_device(self.train_batches(), self.device)
+        return BareTrainer(self.fresh_model(), self.cfg, batches, self.steps + self.warmup, self.autocast,
+                           self.needs_scaler, self.device)
+
+    def epoch_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Epoch after epoch of training batches, each epoch in the datamodule's order for it."""
+        epoch = 0
+        while True:
+            batches = self.train_batches()
+            batches.epoch_fn = lambda epoch=epoch: epoch
+            yield from on_device(batches, self.device)
+            epoch += 1
 
     def bare_predictor(self) -> BarePredictor:
-        return BarePredictor(self.fresh_model(), self.cfg, iter(self.predict_batches()), self.autocast, self.device)
+        batches = on_device(self.predict_batches(), self.device)
+        return BarePredictor(self.fresh_model(), self.cfg, batches, self.autocast, self.device)
 
     def trainer(self, callbacks: list[pl.Callback], logger: Any, **overrides: Any) -> pl.Trainer:
         accelerator = "gpu" if self.device == "cuda" else "cpu"
+        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            overrides.setdefault("enable_checkpointing", False)  # else Lightning adds one writing to ./
         return instantiate(
             self.cfg.trainer, accelerator=accelerator, callbacks=callbacks, logger=logger,
-            enable_progress_bar=False, enable_model_summary=False, **overrides,
+            enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(self.workdir), **overrides,
         )
 
     def fit(self, variant: str, clock: pl.Callback, profiler: Any = None) -> None:
-        model = self.fresh_model(_NoLogClassifier if variant == "framework-nolog" else MarginClassifier)
-        if variant == "framework-nocb":
+        model: pl.LightningModule = self.fresh_model()
+        if variant == "framework-min":
+            model = MinimalModule(model)
+        if variant in ("framework-nocb", "framework-min"):
             callbacks, logger = [clock], False
         else:
             callbacks = [instantiate(c) for c in self.cfg.callbacks.values() if c is not None] + [clock]
@@ -406,13 +364,28 @@ def summarise(repeats: list[dict[str, Steps]]) -> dict[str, Any]:
             entry["ratios"] = [r[variant].median_ips / r[pair].median_ips for r in repeats]
             entry["mean_ratios"] = [r[variant].mean_ips / r[pair].mean_ips for r in repeats]
             entry["median_ratio"] = statistics.median(entry["ratios"])
-            # What the framework adds per step, in ms (median over repeats of the paired difference).
-            entry["overhead_ms"] = statistics.median(
+            # What the framework adds per step, in ms: per repeat the difference of the median steps,
+            # then the median over repeats, with the spread (min, max) of both figures over repeats.
+            entry["overhead_ms_per_repeat"] = [
                 1000 * (statistics.median(r[variant].seconds) - statistics.median(r[pair].seconds)) for r in repeats
-            )
+            ]
+            entry["overhead_ms"] = statistics.median(entry["overhead_ms_per_repeat"])
+            entry["ratio_range"] = [min(entry["ratios"]), max(entry["ratios"])]
+            entry["overhead_ms_range"] = [min(entry["overhead_ms_per_repeat"]), max(entry["overhead_ms_per_repeat"])]
+            entry["bare_step_ms"] = statistics.median(1000 * statistics.median(r[pair].seconds) for r in repeats)
             entry["median_mean_ratio"] = statistics.median(entry["mean_ratios"])
         out[variant] = entry
     return out
+
+
+def decompose(summary: dict[str, Any]) -> dict[str, float]:
+    """Extra ms per step, split: Lightning's loop (framework-min), the project's module
+    (framework-nocb minus framework-min), its callbacks and loggers (framework minus framework-nocb)."""
+    if not all(v in summary for v in ("framework", *ABLATIONS)):
+        return {}
+    fw, nocb, mini = (summary[v]["overhead_ms"] for v in ("framework", "framework-nocb", "framework-min"))
+    return {"lightning_loop_ms": mini, "project_module_ms": nocb - mini, "project_callbacks_loggers_ms": fw - nocb,
+            "total_ms": fw}
 
 
 def print_table(title: str, summary: dict[str, Any], out: Any) -> None:
@@ -426,6 +399,7 @@ def print_table(title: str, summary: dict[str, Any], out: Any) -> None:
         reps = " ".join(f"{v:.0f}" for v in e["ips"])
         if "ratios" in e:
             reps += " | " + " ".join(f"{r:.3f}" for r in e["ratios"])
+            reps += " | +ms " + " ".join(f"{r:.2f}" for r in e["overhead_ms_per_repeat"])
         print(f"  {variant:<17} {e['median_ips']:>8.1f} {ratio:>6} {mean_ratio:>7} {overhead:>8}  {reps}", file=out)
 
 
@@ -459,14 +433,20 @@ def compare(args: argparse.Namespace, base: list[str], device: str, workdir: Pat
     overrides plus one ``--compare`` entry each; the first is the base itself), stepped in turn
     (rotating the order every step) so that all see the same machine load. The framework adds
     the same few milliseconds per step to each (see the framework / bare ratio), so the bare
-    loops rank the options. ``threads=N`` in an entry sets ``torch.set_num_threads`` for it."""
+    loops rank the options. ``threads=N`` in an entry sets ``torch.set_num_threads`` for it, and
+    ``flush_denormals=false`` switches flush-to-zero off for its steps only (on the CPU; the switch
+    is not timed), so a run with and one without flushing see the same load step by step. Beside
+    the median step, the total time of all steps (where rare slow steps show) and the median step
+    per ``--window`` steps (the curve) are reported."""
     entries = [("base", [])] + [(c, c.split()) for c in args.compare]
     variants = []
     for name, tokens in entries:
         threads = [int(t.split("=", 1)[1]) for t in tokens if t.startswith("threads=")]
         cfg = compose_config([*base, *(t for t in tokens if not t.startswith("threads="))], workdir)
-        b = Bench(cfg, device, args.steps, args.warmup, args.predict_steps, args.predict_warmup, workdir)
+        b = Bench(cfg, device, args.steps, args.warmup, args.predict_steps, args.predict_warmup, workdir, epochs=True)
         variants.append((name, b, threads[-1] if threads else torch.get_num_threads()))
+    flush = {name: bool(b.cfg.get("flush_denormals", True)) and device == "cpu" for name, b, _ in variants}
+    current_flush: bool | None = None
     default_threads = torch.get_num_threads()
     rows: list[dict[str, Steps]] = []
     try:
@@ -478,6 +458,9 @@ def compare(args: argparse.Namespace, base: list[str], device: str, workdir: Pat
                 for name, loop, threads, matmul in loops[k:] + loops[:k]:
                     torch.set_num_threads(threads)
                     torch.set_float32_matmul_precision(matmul)
+                    if device == "cpu" and flush[name] != current_flush:
+                        flush_denormals(flush[name])
+                        current_flush = flush[name]
                     seconds, images = loop.step()
                     if step >= args.warmup:
                         row[name].add(seconds, images)
@@ -486,17 +469,33 @@ def compare(args: argparse.Namespace, base: list[str], device: str, workdir: Pat
                   file=out, flush=True)
     finally:
         torch.set_num_threads(default_threads)
+        if device == "cpu":
+            flush_denormals(bool(variants[0][1].cfg.get("flush_denormals", True)))
     summary: dict[str, Any] = {}
+    w = args.window
     for name in rows[0]:
         ips = [row[name].median_ips for row in rows]
         ratios = [row[name].median_ips / row["base"].median_ips for row in rows]
+        totals = [sum(row[name].seconds) for row in rows]
+        curve = [[1000 * statistics.median(row[name].seconds[i:i + w]) for i in range(0, len(row[name].seconds), w)]
+                 for row in rows]
         summary[name] = {"ips": ips, "median_ips": statistics.median(ips), "ratios": ratios,
-                         "median_ratio": statistics.median(ratios)}
+                         "median_ratio": statistics.median(ratios), "total_s": totals,
+                         "total_ratios": [t / sum(row["base"].seconds) for t, row in zip(totals, rows, strict=True)],
+                         "curve_ms": curve, "max_step_ms": [1000 * max(row[name].seconds) for row in rows]}
     print(f"\nspeed options, bare training loop: img/s of the median step ({args.steps} steps, median of "
           f"{args.repeats} repeats); ratio = option / base", file=out)
     for name, e in summary.items():
         reps = " ".join(f"{v:.0f}" for v in e["ips"]) + " | " + " ".join(f"{r:.3f}" for r in e["ratios"])
         print(f"  {name:<36} {e['median_ips']:>8.1f} {e['median_ratio']:>6.3f}  {reps}", file=out)
+    print(f"total time of the {args.steps} timed steps, ratio to base, per repeat; slowest step:", file=out)
+    for name, e in summary.items():
+        print(f"  {name:<36} " + " ".join(f"{t:.1f} s ({r:.2f}x)" for t, r in zip(e["total_s"], e["total_ratios"],
+                                                                                  strict=True))
+              + "; " + " ".join(f"{m:.0f} ms" for m in e["max_step_ms"]), file=out)
+    print(f"median step per {w} steps (ms), repeat 0:", file=out)
+    for name, e in summary.items():
+        print(f"  {name:<36} " + " ".join(f"{v:.0f}" for v in e["curve_ms"][0]), file=out)
     return summary
 
 
@@ -510,21 +509,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", default="seed_cnn", help="a conf/backbone choice (default seed_cnn)")
     p.add_argument("--loss", default="softmax", help="a conf/loss choice (default softmax)")
     p.add_argument("--batch-size", type=int, default=128, help="training batch size (default 128)")
-    p.add_argument("--steps", type=int, default=16, help="timed training steps per repeat (default 16)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed training steps first (default 2)")
+    p.add_argument("--steps", type=int, default=100, help="timed training steps per repeat (default 100)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed training steps first (default 5)")
     p.add_argument("--predict-steps", type=int, default=4, help="timed inference batches of eval_batch_size")
     p.add_argument("--predict-warmup", type=int, default=1, help="untimed inference batches first (default 1)")
-    p.add_argument("--repeats", type=int, default=3, help="repeats; medians are reported (default 3)")
+    p.add_argument("--repeats", type=int, default=5, help="repeats; medians are reported (default 5)")
     p.add_argument("--mode", choices=("interleaved", "alternating"), default="interleaved",
                    help="alternate step by step (default) or whole runs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
-    p.add_argument("--ablate", action="store_true", help="add the framework-nolog and framework-nocb variants")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the config's threads=auto)")
+    p.add_argument("--ablate", action="store_true", help="add the framework-nocb and framework-min variants")
     p.add_argument("--profile", action="store_true", help="add a per-phase breakdown and SimpleProfiler's actions")
     p.add_argument("--no-predict", action="store_true", help="skip the inference comparison")
     p.add_argument("--compare", action="append", default=[], metavar="OVERRIDES",
                    help="instead of framework vs bare: rank speed options with bare loops stepped in turn; "
                    "repeatable, e.g. --compare channels_last=true --compare 'trainer.precision=bf16-mixed'")
+    p.add_argument("--window", type=int, default=50, help="--compare: steps per point of the step-time curve")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.precision=bf16-mixed channels_last=true")
     args = p.parse_args(argv)
@@ -535,16 +535,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
     quiet_lightning()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     workdir = Path(tempfile.mkdtemp(prefix="bench_"))
     overrides = [f"backbone={args.backbone}", f"loss={args.loss}", f"data.batch_size={args.batch_size}",
-                 *args.overrides]
+                 *([f"threads={args.threads}"] if args.threads else []), *args.overrides]
     if args.compare:
+        summary = compare(args, overrides, device, workdir, out)
         results = {"setting": {"base": overrides, "device": device, "threads": torch.get_num_threads(),
-                               "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats},
-                   "compare": compare(args, overrides, device, workdir, out)}
+                               "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
+                               "cpu": cpu_model()}, "compare": summary}
         print("setting: " + json.dumps(results["setting"]), file=out)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -558,6 +557,7 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
         "eval_batch_size": int(cfg.data.eval_batch_size), "precision": str(cfg.trainer.precision),
         "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
         "matmul_precision": str(cfg.matmul_precision), "device": device, "threads": torch.get_num_threads(),
+        "flush_denormals": cfg.hardware["flush_denormals"], "cpu": cpu_model(),
         "mode": args.mode, "steps": args.steps, "warmup": args.warmup, "repeats": args.repeats,
         "predict_steps": args.predict_steps, "overrides": list(args.overrides),
     }
@@ -576,6 +576,10 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
     results["train"] = summarise(train)
     print_table(f"training: img/s of the median step ({args.steps} steps x {args.batch_size} images, "
                 f"median of {args.repeats} repeats); ratio = framework / bare", results["train"], out)
+    split = decompose(results["train"])
+    if split:
+        results["train_overhead_split_ms"] = split
+        print("  extra ms per step: " + ", ".join(f"{k[:-3]} {v:+.2f}" for k, v in split.items()), file=out)
 
     if not args.no_predict:
         predict: list[dict[str, Steps]] = []
