@@ -178,6 +178,8 @@ def _fit_and_test(
     hardware = configure_hardware(cfg)
     record.update(**hardware)
     datamodule, model = build(cfg)
+    if hasattr(datamodule, "provenance"):  # which files the data came from, before any training
+        record.update(data_files=datamodule.provenance())
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
     for logger in loggers:  # TensorBoard's HPARAMS tab takes the config with the final metrics, below

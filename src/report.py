@@ -68,7 +68,8 @@ KNOWN_PAIRS = (("T-shirt/top", "Shirt"), ("Pullover", "Coat"), ("Pullover", "Shi
 # Settings that do not change what a run computes (paths, logging, speed switches, the seed):
 # ignored when checking that the runs of one group share a recipe.
 IGNORED_PREFIXES = (
-    "seed", "name", "debug", "resume", "test", "data.seed", "data.root", "data.download", "data.verify",
+    "seed", "name", "debug", "resume", "test", "data.seed", "data.root", "data.fallback", "data.download",
+    "data.verify",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.accelerator", "trainer.devices", "callbacks", "best_checkpoint", "learning_rate", "confusion",
     "history", "embeddings", "logger", "tensorboard", "analysis", "channels_last", "data.channels_last",
