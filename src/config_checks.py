@@ -569,6 +569,13 @@ def cli(main: Any, argv: list[str] | None = None) -> None:
             raise
         print(f"error: {hydra_error_line(err)}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:  # Hydra creating the run or sweep folder: a read-only or full disk
+        if _state["job_started"]:
+            raise
+        from src.utils.io import describe_os_error
+
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        sys.exit(1)
     finally:
         if os.environ.pop(_MARK, None):
             os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
@@ -16,6 +17,7 @@ import torch
 from src.utils.io import write_json_atomic
 
 RECORD_NAME = "metrics.json"
+log = logging.getLogger(__name__)
 
 
 def git_commit() -> str:
@@ -96,7 +98,13 @@ class RunRecord:
         self.save()
 
     def finish(self, status: str, **fields: Any) -> None:
-        self.update(status=status, **fields)
+        if status == "finished":
+            self.update(status=status, **fields)
+            return
+        try:  # the run is ending on an error already: a full disk must not hide it behind its own
+            self.update(status=status, **fields)
+        except OSError as err:
+            log.warning("could not mark the run record %s (%s); it keeps its last complete state", status, err)
 
     def save(self) -> None:
         # Under torchrun/SLURM every rank runs the pipeline; one writer keeps the record whole.
