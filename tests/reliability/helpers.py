@@ -107,3 +107,15 @@ class DiskFillsAtEpoch(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         if trainer.current_epoch >= self.epoch and not FULL["filled"]:
             FULL["on"] = FULL["filled"] = True
+
+
+class StepLog(pl.Callback):
+    """Test-only: appends each finished training step's global step to ``path`` (one per line), so a
+    test can kill a run at a chosen point of its progress and see where a resumed run started."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        with self.path.open("a") as f:
+            f.write(f"{trainer.global_step}\n")
