@@ -71,6 +71,10 @@ def _reraised(err: BaseException) -> BaseException:
         match = re.match(r"^(?:[\w.]+\.)?(\w+): (.+)$", line.strip())
         if match and match.group(1) in known:
             return known[match.group(1)](match.group(2))
+        # A full disk or read-only folder in a worker: the same one-line OSError as in a single process.
+        match = re.match(r"^(?:[\w.]+\.)?\w*Error: \[Errno (\d+)\] (.+?)(?:: '(.+)')?$", line.strip())
+        if match:
+            return OSError(int(match.group(1)), match.group(2), *(match.groups()[2:] if match.group(3) else ()))
     return err
 
 

@@ -105,3 +105,16 @@ def test_an_interrupted_ddp_run_resumes_to_the_end(signalled: dict) -> None:
     rec = record(folder)
     assert rec["status"] == "finished" and rec["epochs"] == 2 and rec["global_step"] == 2 * STEPS_PER_EPOCH
     assert [row["epoch"] for row in rec["history"]] == [0, 1] and len(rec["segments"]) == 2
+
+
+def test_a_full_disk_in_a_worker_reaches_the_main_process_as_the_same_oserror() -> None:
+    """src.train turns an OSError into one line; from a worker it arrives as torch's
+    ProcessRaisedException holding the traceback text, so the launcher rebuilds it."""
+    from src.distributed import _reraised
+
+    worker = RuntimeError("\n-- Process 0 terminated with the following error:\nTraceback (most recent call last):\n"
+                          "  File \"x.py\", line 1\nOSError: [Errno 28] No space left on device: '/run/last.ckpt'\n")
+    err = _reraised(worker)
+    assert isinstance(err, OSError) and (err.errno, err.strerror, err.filename) == (
+        28, "No space left on device", "/run/last.ckpt")
+    assert _reraised(RuntimeError("ValueError: something else")).__class__ is RuntimeError
