@@ -164,6 +164,18 @@ def _best_path(checkpoint: ModelCheckpoint | None) -> str | None:
     return str(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
 
 
+class RecordEpochs:
+    """EpochHistory's listener: writes every finished epoch's rows and the best score so far into
+    the run record. A class, not a closure, so that spawned DDP workers can receive it (pickled)."""
+
+    def __init__(self, record: RunRecord, checkpoint: ModelCheckpoint | None) -> None:
+        self.record, self.checkpoint = record, checkpoint
+
+    def __call__(self, rows: list[dict[str, float]]) -> None:
+        checkpoint = self.checkpoint
+        self.record.update(history=rows, val_acc_best=_score(checkpoint), best_checkpoint=_best_path(checkpoint))
+
+
 def _choice(group: str) -> str | None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -193,9 +205,7 @@ def _fit_and_test(
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     history = next((c for c in callbacks if isinstance(c, EpochHistory)), None)
     if history is not None:  # the record follows every epoch, so a killed run still shows what it did
-        history.listener = lambda rows: record.update(
-            history=rows, val_acc_best=_score(checkpoint), best_checkpoint=_best_path(checkpoint)
-        )
+        history.listener = RecordEpochs(record, checkpoint)
     if resume_from is not None:
         log.info("resuming from %s", resume_from)
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)

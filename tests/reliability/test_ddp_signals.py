@@ -118,3 +118,17 @@ def test_a_full_disk_in_a_worker_reaches_the_main_process_as_the_same_oserror() 
     assert isinstance(err, OSError) and (err.errno, err.strerror, err.filename) == (
         28, "No space left on device", "/run/last.ckpt")
     assert _reraised(RuntimeError("ValueError: something else")).__class__ is RuntimeError
+
+
+def test_the_epoch_listener_reaches_spawned_workers(tmp_path: Path) -> None:
+    """trainer=ddp_cpu spawns its workers on GPUs: everything in the trainer is pickled, and a closure
+    as EpochHistory's listener made every such run fail before training (``Can't pickle local
+    object``). Spawning for real takes ~30 s here, so this checks the pickling itself."""
+    import pickle
+
+    from src.pipeline import RecordEpochs
+    from src.records import RunRecord
+
+    listener = pickle.loads(pickle.dumps(RecordEpochs(RunRecord(tmp_path), None)))
+    listener([{"epoch": 0, "val/acc": 0.5}])
+    assert record(tmp_path)["history"] == [{"epoch": 0, "val/acc": 0.5}]
