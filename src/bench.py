@@ -326,7 +326,9 @@ class Bench:
         accelerator = "gpu" if self.device == "cuda" else "cpu"
         return instantiate(
             self.cfg.trainer, accelerator=accelerator, callbacks=callbacks, logger=logger,
-            enable_progress_bar=False, enable_model_summary=False, **overrides,
+            enable_progress_bar=False, enable_model_summary=False,
+            default_root_dir=self.workdir,  # Lightning's default checkpoint (no-callback variant) goes here
+            **overrides,
         )
 
     def fit(self, variant: str, clock: pl.Callback, profiler: Any = None) -> None:
