@@ -68,3 +68,16 @@ def test_provenance_names_each_file_and_its_sha256(tmp_path: Path, system_copy: 
         assert path == (system_copy / FILENAMES[key]).resolve()
         assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert entry["verified"].startswith("structure only")  # synthetic files are not upstream's
+
+
+def test_runs_from_before_the_key_keep_their_search_when_evaluated(tmp_path: Path) -> None:
+    """src.evaluate rebuilds a run's data from its config_resolved.yaml; a run made before
+    data.fallback existed named root "data" and was found in the system folder, so it still is."""
+    from src.analysis.evaluation import load_config
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder, data in ((old, "root: data"), (new, "root: data\n  fallback: false")):
+        folder.mkdir()
+        (folder / "config_resolved.yaml").write_text(f"data:\n  name: fashion_mnist\n  {data}\n")
+    assert load_config(old).data.fallback is True
+    assert load_config(new).data.fallback is False
