@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.reliability.helpers import LEAN, TINY, finish, record, run_env, start, train_command, wait_for
+from tests.reliability.helpers import LEAN, TINY, finish, record, run_env, start, train_command
 
 STEPS_PER_EPOCH = 5  # 300 training images / 2 ranks / batch 32
 
@@ -54,14 +54,24 @@ def signalled(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
                      "+callbacks.pause._target_=tests.reliability.helpers.PauseAfterStep", "+callbacks.pause.step=7",
                      f"+callbacks.pause.marker={marker}", "+callbacks.pause.seconds=0.5"]  # fmt: skip
         runs[name] = (_start_in_group(train_command(*overrides, f"hydra.run.dir={folder}")), folder, marker, overrides)
-    for name, (proc, _, marker, _) in runs.items():
-        wait_for(marker, proc, timeout=240)
-        if name == "SIGTERM":
-            proc.send_signal(signal.SIGTERM)  # to the main process only, as `kill <pid>` or `timeout` do
-        elif name == "ctrl_c":
-            os.killpg(proc.pid, signal.SIGINT)  # to every process, as a terminal does
-        else:
-            proc.send_signal(signal.SIGKILL)
+    waiting, deadline = set(runs), time.monotonic() + 240
+    while waiting:  # each run is signalled as soon as it is mid-epoch, whatever the others do
+        for name in sorted(waiting):
+            proc, _, marker, _ = runs[name]
+            if proc.poll() is not None:
+                raise AssertionError(f"{name}: the run ended ({proc.returncode}) before it was signalled: "
+                                     f"{proc.stderr.read()[-3000:]}")
+            if not marker.exists():
+                continue
+            if name == "SIGTERM":
+                proc.send_signal(signal.SIGTERM)  # to the main process only, as `kill <pid>` or `timeout` do
+            elif name == "ctrl_c":
+                os.killpg(proc.pid, signal.SIGINT)  # to every process, as a terminal does
+            else:
+                proc.send_signal(signal.SIGKILL)
+            waiting.discard(name)
+        assert time.monotonic() < deadline, f"not mid-epoch within 240 s: {sorted(waiting)}"
+        time.sleep(0.02)
     out = {}
     for name, (proc, folder, _, overrides) in runs.items():
         code, _, err = finish(proc, timeout=240)
