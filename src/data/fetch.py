@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from src.data.datamodule import data_roots
@@ -13,7 +14,8 @@ from src.data.sources import DATASETS, locate
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", default="fashion_mnist", choices=sorted(DATASETS))
-    parser.add_argument("--root", default=None, help="the data.root of the runs: a folder used alone (default: "
+    parser.add_argument("--root", default=os.environ.get("MARGINLOSS_DATA"),
+                        help="the data.root of the runs: a folder used alone (default: $MARGINLOSS_DATA, else "
                         "./data, then the system copy, then a download into ./data)")
     parser.add_argument("--fallback", action="store_true", help="as data.fallback=true")
     parser.add_argument("--no-download", action="store_true")
