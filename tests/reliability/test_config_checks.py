@@ -68,6 +68,7 @@ MISTAKES += [
     # Issue #10.9: a data folder that does not exist is an error unless the fallback is asked for.
     (["data.root=/nonexistent/nowhere"], "data.root='/nonexistent/nowhere'"),
     (["data.fallback=maybe"], "data.fallback='maybe'"),
+    (["logger.tensorboard=null"], "callbacks.learning_rate"),  # the LR monitor needs a logger
 ]
 
 
