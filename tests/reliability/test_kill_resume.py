@@ -61,6 +61,7 @@ def test_three_random_sigkills_then_resume_equal_an_uninterrupted_run(synthetic_
     thread.start()  # meanwhile, the uninterrupted run
 
     newest = 0  # global step of the newest complete checkpoint so far
+    fresh = 0  # the last segment that started from scratch (no checkpoint yet: a new record too)
     for i, (step, delay) in enumerate(zip(targets, delays, strict=True)):
         log.unlink(missing_ok=True)
         proc = start(train_command(*overrides, *(["resume=true"] if i else [])))
@@ -70,7 +71,9 @@ def test_three_random_sigkills_then_resume_equal_an_uninterrupted_run(synthetic_
         steps = _steps(log)
         assert steps[0] == newest + 1, (i, steps)  # this segment continued from the newest complete state
         found = newest_checkpoint(folder)
-        if found is not None:
+        if found is None:  # killed before the first checkpoint: the next segment starts the run again
+            fresh = i + 1
+        else:
             state = torch.load(found, weights_only=True)
             assert state["global_step"] % BATCHES == 0  # SIGKILL leaves only end-of-epoch checkpoints
             assert state["global_step"] >= newest  # never back in time
@@ -84,7 +87,9 @@ def test_three_random_sigkills_then_resume_equal_an_uninterrupted_run(synthetic_
     assert _steps(log)[0] == newest + 1 if newest < EPOCHS * BATCHES else not _steps(log)
 
     resumed = record(folder)
-    assert resumed["status"] == "finished" and len(resumed["segments"]) == 4
+    # Every segment since the last start from scratch (which of the kills came before the first
+    # checkpoint depends on the machine's speed, so this is counted, not fixed).
+    assert resumed["status"] == "finished" and len(resumed["segments"]) == 4 - fresh
     assert resumed["epochs"] == reference["epochs"] == EPOCHS
     assert resumed["global_step"] == reference["global_step"] == EPOCHS * BATCHES
     rows = [{k: r[k] for k in HISTORY_KEYS} for r in resumed["history"]]
