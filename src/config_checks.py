@@ -188,13 +188,16 @@ def device_kind(accelerator: str) -> str:
     return "cpu"
 
 
-def _check_devices(value: Any, kind: str) -> None:
+def _check_devices(value: Any, kind: str) -> int:
+    """Checks ``trainer.devices``; returns how many processes it asks for."""
     import torch
 
     key = "trainer.devices"
     allowed = "must be auto, -1 (all), an integer >= 1, or a list of device indices"
-    if value == "auto" or value == -1:
-        return
+    if value == "auto":  # Lightning: one CPU process, or every GPU
+        return torch.cuda.device_count() if kind == "cuda" else 1
+    if value == -1:
+        return torch.cuda.device_count() if kind == "cuda" else (os.cpu_count() or 1)
     if isinstance(value, str):
         parts = [p.strip() for p in value.split(",") if p.strip()]
         if not parts or not all(p.isdigit() for p in parts):
@@ -215,6 +218,32 @@ def _check_devices(value: Any, kind: str) -> None:
         available = torch.cuda.device_count()
         if count > available or any(i >= available for i in indices):
             fail(key, value, f"this machine has {available} CUDA device(s)")
+    return count
+
+
+MULTIPROCESS_STRATEGY = "src.distributed.MultiprocessDDPStrategy"
+
+
+def _check_processes(t: Mapping[str, Any], kind: str, processes: int) -> None:
+    """Several processes on the CPU only through ``trainer=ddp_cpu``: with any other strategy
+    Lightning starts ranks 1..N-1 by re-running the command line (a ``-m`` sweep then runs again in
+    every worker, into its own sweep folder), and ``ddp_spawn``-style workers would not send the
+    run's results back for the record."""
+    strategy = t.get("strategy", "auto")
+    ours = isinstance(strategy, Mapping) and strategy.get("_target_") == MULTIPROCESS_STRATEGY
+    if kind == "cpu" and processes > 1 and not ours:
+        fail(
+            "trainer.devices", t.get("devices"),
+            f"{processes} processes on the CPU need trainer=ddp_cpu (e.g. trainer=ddp_cpu trainer.devices="
+            f"{processes}); with strategy {_show(strategy if isinstance(strategy, str) else strategy.get('_target_'))} "
+            "Lightning would re-run the command in every worker",
+        )
+    if ours and int(t.get("num_nodes", 1) or 1) > 1:
+        fail("trainer.num_nodes", t.get("num_nodes"), "trainer=ddp_cpu runs on one machine: must be 1 "
+             "(for several machines use trainer=ddp under torchrun or SLURM)")
+    if ours and processes < 2:
+        fail("trainer.devices", t.get("devices"), "trainer=ddp_cpu needs 2 or more processes (an integer >= 2); "
+             "for one process leave trainer=ddp_cpu out")
 
 
 # Trainer arguments in conf/trainer/*.yaml; any other key is looked up in the Trainer's signature.
@@ -253,8 +282,9 @@ def check_trainer(t: Mapping[str, Any]) -> None:
         fail("trainer.accelerator", accelerator, "no CUDA GPU is available here; use trainer.accelerator=auto or cpu")
     if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         fail("trainer.accelerator", accelerator, "Apple MPS is not available here; use trainer.accelerator=auto or cpu")
-    _check_devices(t.get("devices", "auto"), kind)
+    processes = _check_devices(t.get("devices", "auto"), kind)
     check_int("trainer.num_nodes", t.get("num_nodes", 1), 1)
+    _check_processes(t, kind, processes)
 
     precision = t.get("precision", "32-true")
     precision = str(precision) if _is_int(precision) else precision
@@ -330,11 +360,16 @@ def check_data(d: Mapping[str, Any]) -> int:
     check_int("data.split_seed", d.get("split_seed", 0), 0, MAX_SEED)
     check_int("data.seed", d.get("seed", 0), 0, MAX_SEED)
     check_int("data.crop_padding", d.get("crop_padding", 0), 0, 27)
-    for key in ("normalize", "hflip", "download", "verify", "channels_last"):
+    for key in ("normalize", "hflip", "download", "verify", "channels_last", "fallback"):
         if key in d:
             check_bool(f"data.{key}", d[key])
-    if d.get("root") is not None and not isinstance(d["root"], str):
-        fail("data.root", d["root"], "must be a folder path or null")
+    root = d.get("root")
+    if root is not None and not isinstance(root, str):
+        fail("data.root", root, "must be a folder path or null")
+    if isinstance(root, str) and not d.get("fallback") and not Path(root).expanduser().is_dir():
+        fail("data.root", root, "no such folder; name an existing folder (the four files are looked for and "
+             "downloaded there), leave data.root out (null: ./data, then the system copy, then a download), "
+             "or add data.fallback=true to allow that search when the folder lacks the files")
 
     held = d.get("held_out_classes") or []
     if not isinstance(held, (list, tuple)):
@@ -420,6 +455,11 @@ def check_component_lists(c: Mapping[str, Any]) -> None:
         for name, entry in node.items():
             if entry is not None and not (isinstance(entry, Mapping) and isinstance(entry.get("_target_"), str)):
                 fail(f"{group}.{name}", entry, "must be a component config with a _target_, or null")
+    loggers = [entry for entry in (c.get("logger") or {}).values() if entry is not None]
+    for name, entry in (c.get("callbacks") or {}).items():  # Lightning would stop after setup with a traceback
+        if not loggers and entry is not None and str(entry.get("_target_", "")).endswith(".LearningRateMonitor"):
+            fail(f"callbacks.{name}", "LearningRateMonitor", "needs a logger and every logger is null; also set "
+                 f"callbacks.{name}=null")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -474,6 +514,19 @@ def hydra_error_line(err: BaseException) -> str:
     return " ".join(lines) or type(err).__name__
 
 
+def null_group_override(argv: list[str]) -> str | None:
+    """The one-line error for ``group=null`` (e.g. ``loss=null``): a config group needs an option."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = key.lstrip("+")
+        if sep and value.strip().lower() in ("null", "none", "~", "") and (CONF_DIR / key).is_dir():
+            options = ", ".join(group_options(key)) or f"none (conf/{key}/ is empty)"
+            optional = f"  - {key}: null" in (CONF_DIR / "train.yaml").read_text()
+            hint = f"; to run without one, leave {key} out" if optional else ""
+            return f"{key}={value or repr('')} is invalid: {key} is a config group; choose one of {options}{hint}"
+    return None
+
+
 def debug_requested(argv: list[str]) -> bool:
     return any(a.strip().lower() in ("debug=true", "debug=1", "+debug=true") for a in argv) or bool(
         os.environ.get("HYDRA_FULL_ERROR")
@@ -500,9 +553,14 @@ def cli(main: Any, argv: list[str] | None = None) -> None:
 
     from hydra.errors import HydraException
 
-    if debug_requested(list(sys.argv[1:] if argv is None else argv)):
+    args = list(sys.argv[1:] if argv is None else argv)
+    if debug_requested(args):
         main()
         return
+    null_group = null_group_override(args)
+    if null_group is not None:  # Hydra would answer with a ValueError traceback that names no key
+        print(f"error: {null_group}", file=sys.stderr)
+        sys.exit(2)
     os.environ["HYDRA_FULL_ERROR"] = "1"
     os.environ[_MARK] = "1"
     try:
@@ -518,6 +576,13 @@ def cli(main: Any, argv: list[str] | None = None) -> None:
             raise
         print(f"error: {hydra_error_line(err)}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:  # Hydra creating the run or sweep folder: a read-only or full disk
+        if _state["job_started"]:
+            raise
+        from src.utils.io import describe_os_error
+
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        sys.exit(1)
     finally:
         if os.environ.pop(_MARK, None):
             os.environ.pop("HYDRA_FULL_ERROR", None)

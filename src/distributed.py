@@ -16,15 +16,31 @@ own copy of the torchmetrics states (see ``_unshare_metric_states``). An error i
 re-raised in the main process as its own type when it is one of ours (``NonFiniteError``,
 ``CheckpointError``, ``ConfigError``), with its one-line message.
 
+Stopping (``_StopTogether``). SIGTERM or Ctrl-C reaches the main process (and, from a terminal or
+a cluster manager, often every worker too). The main process and the workers only set a shared
+flag; after every training batch the ranks all-reduce it, so every rank stops after the *same*
+batch, saves ``last.ckpt`` together (the interrupt checkpoint is a collective save) and returns;
+the main process then records ``interrupted`` and exits 143 (SIGTERM) or 130 (Ctrl-C). A second
+Ctrl-C kills the workers at once (the previous ``last.ckpt`` stays, whole). Workers die with the
+main process (``PR_SET_PDEATHSIG`` on Linux), so a killed run never leaves orphans writing
+checkpoints. Lightning's own SIGTERM handler is not used in the workers: it runs a collective
+broadcast inside the signal handler, which pairs with whatever collective the other rank is in.
+
 For GPUs on one or more machines use ``trainer=ddp`` under ``torchrun`` or SLURM (one process per
 GPU started from outside; see docs/reliability.md).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
+import logging
+import os
 import re
+import signal
 import sys
+import threading
 from typing import Any
 
 import pytorch_lightning as pl
@@ -34,10 +50,13 @@ from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
 from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from torch.nn import Module
 
+log = logging.getLogger(__name__)
 KEY = "marginloss_state_bytes"
+INTERRUPTED = "marginloss_interrupted"  # what rank 0 returns when the ranks stopped on a signal
 MODULE_ATTRIBUTES = ("test_predictions",)  # plus every attribute whose name starts with "last_"
 
 
@@ -52,6 +71,10 @@ def _reraised(err: BaseException) -> BaseException:
         match = re.match(r"^(?:[\w.]+\.)?(\w+): (.+)$", line.strip())
         if match and match.group(1) in known:
             return known[match.group(1)](match.group(2))
+        # A full disk or read-only folder in a worker: the same one-line OSError as in a single process.
+        match = re.match(r"^(?:[\w.]+\.)?\w*Error: \[Errno (\d+)\] (.+?)(?:: '(.+)')?$", line.strip())
+        if match:
+            return OSError(int(match.group(1)), match.group(2), *(match.groups()[2:] if match.group(3) else ()))
     return err
 
 
@@ -79,12 +102,44 @@ def _find(collection: Any, kind: type) -> Any:
     return found[0] if found else None
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel sends this worker SIGKILL when the main process dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the main process died before prctl took effect
+            os._exit(1)
+
+
+class _StopTogether(pl.Callback):
+    """In every worker: after each training batch the ranks agree (all-reduce, max) whether a stop
+    was asked for; if so every rank sets Lightning's stop flag, and all raise ``SIGTERMException``
+    at the end of the same batch."""
+
+    def __init__(self, stop: Any) -> None:
+        self.stop = stop
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        flag = torch.tensor([1 if self.stop.is_set() else 0], device=trainer.strategy.root_device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item():
+            trainer._signal_connector.received_sigterm = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
 class _ResultsLauncher(_MultiProcessingLauncher):
     def launch(self, function: Any, *args: Any, trainer: pl.Trainer | None = None, **kwargs: Any) -> Any:
         from torch.multiprocessing.spawn import ProcessRaisedException
 
         # The main process never attaches the data module (that happens in the workers).
         self._datamodule = _find((args, kwargs), pl.LightningDataModule)
+        if getattr(self, "_stop", None) is None:  # shared with the workers (inherited at their start)
+            self._stop = torch.multiprocessing.get_context(self._start_method).Event()
+            self._stop_reason: str | None = None
+            self._main_pid = os.getpid()
+        previous = self._install_main_handlers()
         try:
             return super().launch(function, *args, trainer=trainer, **kwargs)
         except ProcessRaisedException as err:
@@ -92,12 +147,63 @@ class _ResultsLauncher(_MultiProcessingLauncher):
             if clean is err:
                 raise
             raise clean from err
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
+    # --- the main process --------------------------------------------------------------------
+    def _install_main_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            handler = signal.getsignal(signum)
+            if signum == signal.SIGINT and handler in (signal.SIG_IGN, None):
+                continue  # a background job that ignores Ctrl-C keeps ignoring it
+            previous[signum] = handler
+            signal.signal(signum, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        from src.callbacks.signals import _ctrl_c
+
+        ctrl_c = signum == signal.SIGINT
+        if ctrl_c and self._stop.is_set():  # second Ctrl-C: stop now; the previous last.ckpt stays
+            self.kill(signal.SIGKILL)
+            raise KeyboardInterrupt
+        if self._stop_reason is None:
+            self._stop_reason = "KeyboardInterrupt" if ctrl_c else "SIGTERM"
+            _ctrl_c["pending"] = ctrl_c  # how src.pipeline reports the stop (130 or 143)
+        self._stop.set()
+        log.warning("%s: every worker stops after the same batch and saves last.ckpt%s",
+                    "Ctrl-C" if ctrl_c else "SIGTERM", " (Ctrl-C again to stop at once)" if ctrl_c else "")
+
+    # --- the workers -------------------------------------------------------------------------
     def _wrapping_function(self, process_idx: int, trainer: Any, function: Any, args: Any, kwargs: Any,
-                           *rest: Any) -> None:  # fmt: skip
+                           return_queue: Any, *rest: Any) -> None:  # fmt: skip
+        from pytorch_lightning.trainer.call import _interrupt
+
+        _die_with_parent(self._main_pid)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches the main process too
+        if trainer is not None:
+            stop = self._stop
+            trainer._signal_connector.register_signal_handlers = lambda: signal.signal(
+                signal.SIGTERM, lambda signum, frame: stop.set()
+            )  # instead of Lightning's handler (see the module docstring)
+            trainer.callbacks.append(_StopTogether(stop))
         if self._start_method in ("spawn", "forkserver"):  # arguments were pickled into shared memory
             apply_to_collection((args, kwargs), dtype=Module, function=_unshare_metric_states)
-        super()._wrapping_function(process_idx, trainer, function, args, kwargs, *rest)
+        try:
+            super()._wrapping_function(process_idx, trainer, function, args, kwargs, return_queue, *rest)
+        except SIGTERMException as err:  # every rank, after the same batch
+            _interrupt(trainer, err)  # on_exception: the interrupt checkpoint, saved by the ranks together
+            if process_idx == 0:
+                return_queue.put(INTERRUPTED)
+
+    def _recover_results_in_main_process(self, worker_output: Any, trainer: pl.Trainer) -> None:
+        if isinstance(worker_output, str) and worker_output == INTERRUPTED:
+            raise SIGTERMException  # src.pipeline records "interrupted" (SIGTERM or Ctrl-C, see _on_signal)
+        super()._recover_results_in_main_process(worker_output, trainer)
 
     def get_extra_results(self, trainer: pl.Trainer) -> dict[str, Any]:
         extra = super().get_extra_results(trainer)

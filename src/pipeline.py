@@ -171,6 +171,18 @@ def _best_path(checkpoint: ModelCheckpoint | None) -> str | None:
     return str(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
 
 
+class RecordEpochs:
+    """EpochHistory's listener: writes every finished epoch's rows and the best score so far into
+    the run record. A class, not a closure, so that spawned DDP workers can receive it (pickled)."""
+
+    def __init__(self, record: RunRecord, checkpoint: ModelCheckpoint | None) -> None:
+        self.record, self.checkpoint = record, checkpoint
+
+    def __call__(self, rows: list[dict[str, float]]) -> None:
+        checkpoint = self.checkpoint
+        self.record.update(history=rows, val_acc_best=_score(checkpoint), best_checkpoint=_best_path(checkpoint))
+
+
 def _choice(group: str) -> str | None:
     from hydra.core.hydra_config import HydraConfig
 
@@ -185,6 +197,8 @@ def _fit_and_test(
     hardware = configure_hardware(cfg)
     record.update(**hardware)
     datamodule, model = build(cfg)
+    if hasattr(datamodule, "provenance"):  # which files the data came from, before any training
+        record.update(data_files=datamodule.provenance())
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
     for logger in loggers:  # TensorBoard's HPARAMS session is written with the final metrics (log_final)
@@ -198,9 +212,7 @@ def _fit_and_test(
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     history = next((c for c in callbacks if isinstance(c, EpochHistory)), None)
     if history is not None:  # the record follows every epoch, so a killed run still shows what it did
-        history.listener = lambda rows: record.update(
-            history=rows, val_acc_best=_score(checkpoint), best_checkpoint=_best_path(checkpoint)
-        )
+        history.listener = RecordEpochs(record, checkpoint)
     if resume_from is not None:
         log.info("resuming from %s", resume_from)
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import platform
 import socket
@@ -16,6 +18,8 @@ import torch
 from src.utils.io import write_json_atomic
 
 RECORD_NAME = "metrics.json"
+EPOCH_KEYS = ("history", "val_acc_best", "best_checkpoint")  # what src.pipeline writes after every epoch
+log = logging.getLogger(__name__)
 
 
 def git_commit() -> str:
@@ -91,17 +95,45 @@ class RunRecord:
         self.save()
 
     def update(self, **fields: Any) -> None:
+        self._adopt_worker_rows()
         self.data.update(fields)
         self.data["wall_time_s"] = round(self.earlier_wall_time + time.time() - self.started, 2)
         self.save()
 
     def finish(self, status: str, **fields: Any) -> None:
-        self.update(status=status, **fields)
+        if status == "finished":
+            self.update(status=status, **fields)
+            return
+        try:  # the run is ending on an error already: a full disk must not hide it behind its own
+            self.update(status=status, **fields)
+        except OSError as err:
+            log.warning("could not mark the run record %s (%s); it keeps its last complete state", status, err)
 
     def save(self) -> None:
         # Under torchrun/SLURM every rank runs the pipeline; one writer keeps the record whole.
         if _global_rank() == 0:
             write_json_atomic(self.path, self.data)
+            self._written = _mtime(self.path)
+
+    def _adopt_worker_rows(self) -> None:
+        """Under trainer=ddp_cpu the per-epoch rows are written by the rank-0 worker (a forked copy of
+        this object); the main process takes them over before it writes, so that an interrupted
+        run's final record keeps the epochs it finished."""
+        if _mtime(self.path) in (None, getattr(self, "_written", None)):
+            return
+        try:
+            disk = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(disk, dict) and len(disk.get("history") or []) > len(self.data.get("history") or []):
+            self.data.update({key: disk[key] for key in EPOCH_KEYS if key in disk})
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _global_rank() -> int:

@@ -68,7 +68,8 @@ KNOWN_PAIRS = (("T-shirt/top", "Shirt"), ("Pullover", "Coat"), ("Pullover", "Shi
 # Settings that do not change what a run computes (paths, logging, speed switches, the seed):
 # ignored when checking that the runs of one group share a recipe.
 IGNORED_PREFIXES = (
-    "seed", "name", "debug", "resume", "test", "data.seed", "data.root", "data.download", "data.verify",
+    "seed", "name", "debug", "resume", "test", "data.seed", "data.root", "data.fallback", "data.download",
+    "data.verify",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.accelerator", "trainer.devices", "callbacks", "best_checkpoint", "learning_rate", "confusion",
     "history", "embeddings", "logger", "tensorboard", "analysis", "channels_last", "data.channels_last",
@@ -966,19 +967,35 @@ def _write_csvs(out: Path, runs: Sequence[Run], groups: Sequence[Group], summari
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from src.report_duplicates import mark_duplicates
+    from src.report_output import new_report_folder, publish
+
     parser = argparse.ArgumentParser(prog="python -m src.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", help="run folders or sweep folders (searched recursively)")
-    parser.add_argument("--out", help="output folder (default: <folder>/report for one folder, else "
-                                      "outputs/reports/<time>)")
+    parser.add_argument("--out", help="output folder (default: <folder>/report for one folder, else a new "
+                                      "outputs/reports/<time>_<id>)")
     args = parser.parse_args(argv)
+    missing = [f for f in args.folders if not Path(f).exists()]
+    if missing:  # a mistyped folder would silently drop its runs from every mean
+        print(f"error: {missing[0]} does not exist (python -m src.report takes run or sweep folders); "
+              "nothing written", file=sys.stderr)
+        return 1
+    runs = load_runs(args.folders)
+    if not runs:
+        print("error: no run folder (metrics.json or config_resolved.yaml) under " + ", ".join(args.folders)
+              + "; nothing written", file=sys.stderr)
+        return 1
+    runs, duplicates = mark_duplicates(runs)
+    for line in duplicates:
+        print(f"warning: {line}", file=sys.stderr)
     if args.out:
         out = Path(args.out)
     elif len(args.folders) == 1 and Path(args.folders[0]).is_dir():
         out = Path(args.folders[0]) / "report"
     else:
-        out = Path("outputs/reports") / time.strftime("%Y-%m-%d_%H-%M-%S")
-    runs = load_runs(args.folders)
-    build_report(runs, out, args.folders)
+        out = new_report_folder(Path("outputs/reports"))
+    with publish(out) as staging:  # built aside, then moved in whole: a concurrent report never mixes in
+        build_report(runs, staging, args.folders)
     used = sum(r.usable for r in runs)
     print(f"report: {out / 'report.md'} ({used} run(s) used, {len(runs) - used} listed as not used)")
     if not used:

@@ -35,7 +35,8 @@ CONFIG_NAME = "config_resolved.yaml"
 # test figure: where the data lives, what is printed or logged, which analyses run after the test
 # (``src.evaluate`` reruns those on finished runs), and the resume switch itself.
 IGNORED = (
-    "resume", "debug", "data.root", "trainer.enable_progress_bar", "trainer.enable_model_summary", "logger",
+    "resume", "debug", "data.root", "data.fallback", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "logger",
     "analysis", "callbacks.learning_rate", "callbacks.confusion", "callbacks.embeddings", "callbacks.history",
     "callbacks.nonfinite", "callbacks.interrupt_checkpoint", "callbacks.rng_state", "checkpoint_io",
 )  # fmt: skip

@@ -165,6 +165,11 @@ class SweepSummary(Callback):
         return summary
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.initialized() and HydraConfig.get().mode != RunMode.MULTIRUN:
+            return  # a single run has no sweep folder (Hydra calls this hook for it too)
         try:
             self._write(config)
         except OSError as err:  # a full disk must not stop the sweep's other jobs

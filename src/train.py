@@ -43,10 +43,14 @@ def main(cfg: DictConfig) -> float:
             return math.nan
         _remove_if_empty(output_dir)  # a rejected single run leaves nothing behind
         sys.exit(2)
-    except OSError as err:
-        if multirun or cfg.get("debug"):
+    except OSError as err:  # a full disk, a read-only folder: the record (if writable) says failed
+        if cfg.get("debug"):
             raise
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)  # full disk, read-only folder, ...
+        from src.utils.io import describe_os_error
+
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        if multirun:
+            return math.nan
         sys.exit(1)
     except Exception as err:
         from src.callbacks.nonfinite import NonFiniteError

@@ -42,6 +42,9 @@ def load_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
         raise EvaluationError(f"{run_dir}: {CONFIG_NAME} unreadable ({type(err).__name__})") from None
     if not isinstance(cfg, DictConfig):
         raise EvaluationError(f"{run_dir}: {CONFIG_NAME} is not a mapping")
+    data = cfg.get("data")
+    if isinstance(data, DictConfig) and "fallback" not in data:
+        data.fallback = True  # runs from before data.fallback looked in the system folders after data.root
     OmegaConf.set_struct(cfg, True)  # an override may change a key, never invent one
     for item in overrides:
         key, sep, _ = item.partition("=")

@@ -3,12 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
 from src.data.batches import InMemoryBatches
-from src.data.sources import DATASETS, load_split
+from src.data.idx import DatasetError
+from src.data.sources import DATASETS, describe_files, locate, read_split
+
+# With no data.root: looked in first and downloaded into (after the dataset's system folders).
+DEFAULT_ROOT = "data"
+
+
+def data_roots(name: str, root: str | None, fallback: bool) -> tuple[Path, bool]:
+    """(the folder searched first and downloaded into, whether the system folders may be used).
+
+    ``root=None`` is the automatic search: ./data, then e.g. Debian's /usr/share/datasets/fashion-mnist,
+    then a download into ./data. A folder the user names is used alone unless ``fallback``: a typo
+    must not silently train on other files."""
+    if root is None:
+        return Path(DEFAULT_ROOT), True
+    folder = Path(root).expanduser()
+    if not fallback and not folder.is_dir():
+        system = ", ".join(str(d) for d in DATASETS[name].system_dirs)
+        raise DatasetError(
+            f"data.root={root!r} is not a folder; name an existing folder (the files are looked for and "
+            "downloaded there), leave data.root out (null: ./data"
+            + (f", then {system}" if system else "") + ", then a download)"
+            + ", or add data.fallback=true to use the automatic search when this folder lacks the files"
+        )
+    return folder, fallback
 
 
 class ImageClassificationData(pl.LightningDataModule):
@@ -19,9 +44,10 @@ class ImageClassificationData(pl.LightningDataModule):
     def __init__(
         self,
         name: str = "fashion_mnist",
-        root: str | None = "data",
+        root: str | None = None,
         download: bool = True,
         verify: bool = True,
+        fallback: bool = False,
         val_size: int = 5000,
         split_seed: int = 0,
         train_subset: int | None = None,
@@ -39,6 +65,8 @@ class ImageClassificationData(pl.LightningDataModule):
         if name not in DATASETS:
             raise ValueError(f"data.name={name!r} is unknown; valid: {', '.join(sorted(DATASETS))}")
         self.name, self.root, self.download, self.verify = name, root, download, verify
+        self.fallback = bool(fallback)
+        self._paths: dict[str, Path] | None = None
         self.val_size, self.split_seed = int(val_size), int(split_seed)
         self.train_subset, self.test_subset = train_subset, test_subset
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
@@ -51,6 +79,17 @@ class ImageClassificationData(pl.LightningDataModule):
         self.mean, self.std = 0.0, 1.0
         self._train = self._val = self._test = None
         self.open_set_test: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def files(self) -> dict[str, Path]:
+        """The four files, located (and verified) once: train and test always come from one folder."""
+        if self._paths is None:
+            folder, fallback = data_roots(self.name, self.root, self.fallback)
+            self._paths = locate(self.name, folder, download=self.download, verify=self.verify, fallback=fallback)
+        return self._paths
+
+    def provenance(self) -> dict[str, dict[str, str]]:
+        """For the run record: each file's path, the sha256 of its bytes and which checksum it passed."""
+        return describe_files(self.name, self.files(), self.verify)
 
     @property
     def num_classes(self) -> int:
@@ -74,7 +113,7 @@ class ImageClassificationData(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         device = self._device()
         if stage in (None, "fit", "validate") and self._train is None:
-            images, labels = load_split(self.name, self.root, "train", download=self.download, verify=self.verify)
+            images, labels = read_split(self.name, self.files(), "train")
             images, labels = self._keep_known(images, labels)
             if not 0 < self.val_size < len(labels):
                 raise ValueError(
@@ -92,7 +131,7 @@ class ImageClassificationData(pl.LightningDataModule):
             self._train = (train_images.to(device), labels[train_idx].to(device))
             self._val = (images[val_idx].to(device), labels[val_idx].to(device))
         if stage in (None, "test", "predict") and self._test is None:
-            images, labels = load_split(self.name, self.root, "test", download=self.download, verify=self.verify)
+            images, labels = read_split(self.name, self.files(), "test")
             if self.held_out_classes:
                 held = torch.isin(labels, torch.tensor(self.held_out_classes))
                 self.open_set_test = (images[held], labels[held])

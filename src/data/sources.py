@@ -45,6 +45,8 @@ __all__ = [
     "DatasetError",
     "DatasetSpec",
     "FileSpec",
+    "describe_files",
+    "read_split",
     "SPLITS",
     "download_file",
     "get_spec",
@@ -233,36 +235,60 @@ def _verify_content(raw: bytes, data: bytes, fspec: FileSpec, verify: bool, labe
         log.warning("%s: gzip md5 %s differs from upstream %s; structure is valid", label, md5, fspec.md5_gz)
 
 
+def _how_verified(raw: bytes, data: bytes, fspec: FileSpec, verify: bool) -> str:
+    """Which check a file that passed ``_verify_content`` passed, in words for the run record."""
+    if verify and fspec.md5_gz and hashlib.md5(raw).hexdigest() == fspec.md5_gz:
+        return "upstream gzip md5"
+    if verify and fspec.sha256 and fspec.size is not None and len(data) == fspec.size:
+        return "upstream sha256 (decompressed)"
+    return "structure only (not an upstream file, or verify=false)"
+
+
 # Files already verified in this process, keyed by identity and stat, so that load_split for
-# train then test does not hash 50 MB twice.
-_VERIFIED: set[tuple] = set()
+# train then test does not hash 50 MB twice; the value is the file's provenance for the record.
+_VERIFIED: dict[tuple, dict[str, str]] = {}
 
 
-def verify_file(path: str | Path, fspec: FileSpec, verify: bool = True) -> None:
-    """Raise DatasetError unless ``path`` is a well-formed IDX file passing the checksum rule."""
+def verify_file(path: str | Path, fspec: FileSpec, verify: bool = True) -> dict[str, str]:
+    """Raise DatasetError unless ``path`` is a well-formed IDX file passing the checksum rule;
+    returns where it is, the sha256 of its bytes on disk (``sha256sum`` gives the same) and which
+    check it passed."""
     path = Path(path)
     try:
         st = path.stat()
     except OSError as e:
         raise DatasetError(f"{path}: cannot stat file ({e.strerror or e})") from e
     cache_key = (str(path.resolve()), st.st_size, st.st_mtime_ns, fspec, verify)
-    if cache_key in _VERIFIED:
-        return
-    raw, data = read_idx_bytes(path)
-    _verify_content(raw, data, fspec, verify, str(path), strict=False)
-    _VERIFIED.add(cache_key)
+    if cache_key not in _VERIFIED:
+        raw, data = read_idx_bytes(path)
+        _verify_content(raw, data, fspec, verify, str(path), strict=False)
+        _VERIFIED[cache_key] = {
+            "path": str(path.resolve()),
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "verified": _how_verified(raw, data, fspec, verify),
+        }
+    return dict(_VERIFIED[cache_key])
+
+
+def describe_files(
+    name: str | DatasetSpec, paths: Mapping[str, Path], verify: bool = True
+) -> dict[str, dict[str, str]]:
+    """``{key: {path, sha256, verified}}`` for the files ``locate`` returned (cached: no re-hash)."""
+    spec = get_spec(name)
+    return {key: verify_file(path, spec.files[key], verify) for key, path in sorted(paths.items())}
 
 
 # ----------------------------------------------------------------------------------------------
 # Locating
 
 
-def _candidate_dirs(spec: DatasetSpec, root: str | Path | None) -> list[Path]:
+def _candidate_dirs(spec: DatasetSpec, root: str | Path | None, fallback: bool = True) -> list[Path]:
     dirs: list[Path] = []
     if root is not None:
         root = Path(root).expanduser()
         dirs += [root, root / spec.name, root / spec.name.replace("_", "-")]
-    dirs += list(spec.system_dirs)
+    if fallback or root is None:
+        dirs += list(spec.system_dirs)
     seen: set[Path] = set()
     out = []
     for d in dirs:  # dedupe, keeping order (root may be the system folder itself)
@@ -311,14 +337,17 @@ def locate(
     verify: bool = True,
     mirrors: Sequence[str] | None = None,
     timeout: float = DOWNLOAD_TIMEOUT_S,
+    fallback: bool = True,
 ) -> dict[str, Path]:
     """Find (or download) the dataset's four files and return ``{key: path}``.
 
     ``name`` is a registry name or a DatasetSpec (tests inject specs with their own checksums);
-    ``mirrors`` overrides the spec's base URLs. Raises DatasetError with a one-line message.
+    ``mirrors`` overrides the spec's base URLs. ``fallback=False`` keeps the search inside ``root``
+    (no system folder). All four files always come from one folder. Raises DatasetError with a
+    one-line message.
     """
     spec = get_spec(name)
-    dirs = _candidate_dirs(spec, root)
+    dirs = _candidate_dirs(spec, root, fallback)
     partial = []
     for d in dirs:
         found = _files_in(spec, d)
@@ -346,9 +375,11 @@ def locate(
             )
         except DatasetError as e:
             reason = f"download failed: {e}"
+    unsearched = [str(d) for d in spec.system_dirs if d not in dirs]
+    also = f"; or data.fallback=true to also look in {', '.join(unsearched)}" if unsearched else ""
     raise DatasetError(
         f"{spec.name} files not found; looked in: {looked}{detail}; {reason}. "
-        f"To fix: {_how_to_fix(spec, root, download)}"
+        f"To fix: {_how_to_fix(spec, root, download)}{also}"
     )
 
 
@@ -436,6 +467,14 @@ def load_split(
         raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
     spec = get_spec(name)
     paths = locate(spec, root, download=download, verify=verify, mirrors=mirrors)
+    return read_split(spec, paths, split)
+
+
+def read_split(name: str | DatasetSpec, paths: Mapping[str, Path], split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``load_split`` for files already located (``paths`` from ``locate``)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+    spec = get_spec(name)
     ik, lk = SPLITS[split]
     arrays = {}
     for key in (ik, lk):

@@ -25,23 +25,67 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+class _Remembering:
+    """A file that remembers the first OSError of a write. ``torch.save`` turns a failed write
+    (a full disk) into ``RuntimeError: [enforce fail at inline_container.cc:...]``, which says
+    nothing to a user; ``atomic_writer`` raises the remembered ``OSError`` instead."""
+
+    def __init__(self, file: IO[Any]) -> None:
+        self._file = file
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._file.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
 @contextmanager
 def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Yield a temporary file beside ``path``; on success fsync it and rename it over ``path``,
-    on any error (Ctrl-C included) delete it, so ``path`` is always either old or complete."""
+    on any error (Ctrl-C included) delete it, so ``path`` is always either old or complete.
+    A failed write raises its ``OSError`` (``[Errno 28] No space left on device: <path>``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # name the file meant, not the temporary one
+        raise _with_path(err, path) from err
+    file: _Remembering | None = None
     try:
         with os.fdopen(fd, mode) as f:
-            yield f
+            file = _Remembering(f)
+            yield file  # type: ignore[misc]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if file is not None and file.error is not None and not isinstance(err, OSError):
+            raise _with_path(file.error, path) from err
+        if isinstance(err, OSError) and not err.filename:
+            raise _with_path(err, path) from err
         raise
     fsync_dir(path.parent)
+
+
+def _with_path(err: OSError, path: Path) -> OSError:
+    """The same error naming the file it was writing (a bare ``[Errno 28]`` names none)."""
+    return type(err)(err.errno, err.strerror or str(err), str(path)) if err.errno else err
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for a failed write: what, where, and that the earlier files are intact."""
+    where = f" {err.filename}" if err.filename else ""
+    what = err.strerror or str(err)
+    return (f"cannot write{where}: {what} [errno {err.errno}]; files already there are intact (every write is a "
+            "temporary file renamed into place); free space or choose a writable hydra.run.dir (a run that had "
+            "started resumes with resume=true)")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -71,6 +71,7 @@ def test_folder_suffix_is_one_short_safe_name() -> None:
 
 
 def test_missing_dataset_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "nowhere").mkdir()  # a folder without the files (a missing folder is a config error, exit 2)
     cmd = train_command("data.name=mnist", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
                         f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
     proc = subprocess.run(cmd, cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=300)

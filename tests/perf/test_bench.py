@@ -32,10 +32,12 @@ def test_interleaved_bench_reports_training_and_inference_ratios(synthetic_root:
     assert "ratio = framework / bare" in out.getvalue()
 
 
-def test_alternating_mode_with_ablations(synthetic_root: Path) -> None:
+def test_alternating_mode_with_ablations(synthetic_root: Path, tmp_path: Path, monkeypatch) -> None:
     flags = ["--mode", "alternating", "--ablate", "--no-predict"]
     args = bench.parse_args([*TINY, *flags, *tiny_overrides(synthetic_root)])
+    monkeypatch.chdir(tmp_path)  # the no-callback variant once left checkpoints/ in the working directory
     results = bench.run(args, io.StringIO())
+    assert not any(tmp_path.iterdir())
     assert set(results["train"]) == {"framework", "bare", "framework-min", "bare-min", "framework-nocb",
                                      "bare-nocb"}
     assert all(math.isfinite(results["train"][v]["median_ratio"]) for v in ("framework", *bench.ABLATIONS))

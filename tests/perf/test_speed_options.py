@@ -41,29 +41,36 @@ class Spy(pl.Callback):
         self.batches.append(batch[0])
 
 
-def fit(cfg, spy: Spy) -> pl.LightningModule:
+def fit(cfg, spy: Spy, root: Path) -> pl.LightningModule:
+    """A bare fit; ``root`` takes whatever Lightning writes (nothing lands in the working tree)."""
     datamodule, model = build(cfg)
-    trainer = instantiate(cfg.trainer, callbacks=[spy], logger=False, limit_val_batches=1)
+    trainer = instantiate(cfg.trainer, callbacks=[spy], logger=False, limit_val_batches=1, default_root_dir=root,
+                          enable_checkpointing=False)  # fmt: skip
     trainer.fit(model, datamodule=datamodule)
     return model
 
 
 @pytest.mark.parametrize("loss", ["arcface"])  # every head: tests/losses (autocast, no Trainer)
-def test_bf16_mixed_on_cpu_keeps_margin_math_float32(tiny_config, loss: str) -> None:
+def test_bf16_mixed_on_cpu_keeps_margin_math_float32(tiny_config, loss: str, tmp_path: Path) -> None:
     spy = Spy()
     # bf16 is emulated on CPUs without AVX512-BF16 (slow), so: a small backbone, small batches.
     cfg = tiny_config(f"loss={loss}", "backbone=small3d", "trainer.precision=bf16-mixed", "trainer.max_epochs=1",
                       "trainer.limit_train_batches=2", "data.batch_size=8", "data.eval_batch_size=8")
-    fit(cfg, spy)
+    fit(cfg, spy, tmp_path)
     assert spy.dtypes["embeddings"] == {torch.bfloat16}  # autocast really was on in the backbone
     assert spy.dtypes["logits"] == {torch.float32} and spy.dtypes["loss"] == {torch.float32}
 
 
-def test_channels_last_and_batch_size_reach_model_and_batches(tiny_config) -> None:
+def test_channels_last_and_batch_size_reach_model_and_batches(tiny_config, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     spy = Spy()
     cfg = tiny_config("channels_last=true", "data.batch_size=16", "trainer.max_epochs=1",
                       "trainer.limit_train_batches=2")
-    model = fit(cfg, spy)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)  # issue #10.10: these fits once left checkpoints/ in the repository root
+    model = fit(cfg, spy, tmp_path / "root")
+    assert not any(cwd.iterdir())
     conv = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert [len(b) for b in spy.batches] == [16, 16]
@@ -84,13 +91,14 @@ def test_all_speed_options_together_in_a_full_run(tiny_config, tmp_path: Path) -
     assert math.isfinite(metrics["val_acc_best"]) and 0.0 <= metrics["test_acc"] <= 1.0
 
 
-def test_compile_option_wraps_the_backbone_without_duplicating_weights(tiny_config, monkeypatch) -> None:
+def test_compile_option_wraps_the_backbone_without_duplicating_weights(tiny_config, monkeypatch,
+                                                                      tmp_path: Path) -> None:
     """compile=true traced through a real fit. The eager backend runs TorchDynamo's graph capture
     but skips Inductor's C++ build (about 30 s cold on the 2-core CI machine)."""
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     spy = Spy()
     cfg = tiny_config("compile=true", "trainer.max_epochs=1", "trainer.limit_train_batches=2")
-    model = fit(cfg, spy)
+    model = fit(cfg, spy, tmp_path)
     assert model._compiled_backbone is not None
     assert not any("_orig_mod" in key for key in model.state_dict())  # checkpoints hold one copy
 

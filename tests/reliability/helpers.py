@@ -90,3 +90,32 @@ class PoisonWeight(pl.Callback):
         if trainer.global_step == self.step:
             with torch.no_grad():
                 pl_module.head.weight[0, 0] = float("nan")
+
+
+# Test-only fault injection (tests/reliability/test_disk_errors.py): while "on", every binary write
+# through src.utils.io fails with ENOSPC, as on a disk with a few kilobytes left.
+FULL = {"on": False, "filled": False}
+
+
+class DiskFillsAtEpoch(pl.Callback):
+    """Test-only: the disk "fills" once, when epoch ``epoch`` starts (that epoch's checkpoints fail);
+    the test frees it before resuming with the same config."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.current_epoch >= self.epoch and not FULL["filled"]:
+            FULL["on"] = FULL["filled"] = True
+
+
+class StepLog(pl.Callback):
+    """Test-only: appends each finished training step's global step to ``path`` (one per line), so a
+    test can kill a run at a chosen point of its progress and see where a resumed run started."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        with self.path.open("a") as f:
+            f.write(f"{trainer.global_step}\n")

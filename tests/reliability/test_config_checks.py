@@ -13,7 +13,10 @@ from src.errors import ConfigError
 from tests.conftest import CONF_DIR, TINY, compose_config
 from tests.reliability.helpers import QUICK, finish, start, train_command
 
-MISSING_DATA = "data.root=/nonexistent/nowhere"  # proves the checks never touch the data files
+# An existing folder without the data, no download, no fallback: reading any data would fail, so
+# these tests prove the checks never touch the data files.
+NO_DATA = Path(__file__).resolve().parent
+MISSING_DATA = [f"data.root={NO_DATA}", "data.download=false"]
 CUDA = torch.cuda.is_available()
 
 # (overrides, text that the one-line message must contain)
@@ -55,11 +58,23 @@ if not CUDA:
         (["trainer.precision=16-mixed"], "trainer.precision='16-mixed'"),
         (["trainer.accelerator=gpu"], "trainer.accelerator='gpu'"),
     ]
+MISTAKES += [
+    # Issue #10.4: several CPU processes only through trainer=ddp_cpu (else the command reruns per rank).
+    (["trainer.devices=2"], "trainer.devices=2"),
+    (["trainer.devices=4"], "trainer=ddp_cpu"),
+    (["trainer.devices=2", "+trainer.strategy=ddp"], "trainer.devices=2"),
+    (["trainer=ddp_cpu", "trainer.devices=1"], "trainer.devices=1"),
+    (["trainer=ddp_cpu", "+trainer.num_nodes=2"], "trainer.num_nodes=2"),
+    # Issue #10.9: a data folder that does not exist is an error unless the fallback is asked for.
+    (["data.root=/nonexistent/nowhere"], "data.root='/nonexistent/nowhere'"),
+    (["data.fallback=maybe"], "data.fallback='maybe'"),
+    (["logger.tensorboard=null"], "callbacks.learning_rate"),  # the LR monitor needs a logger
+]
 
 
 @pytest.mark.parametrize(("overrides", "expected"), MISTAKES, ids=[" ".join(o) for o, _ in MISTAKES])
 def test_each_mistake_is_one_line_naming_key_and_value(overrides: list[str], expected: str) -> None:
-    cfg = compose_config([MISSING_DATA, *TINY, *overrides])
+    cfg = compose_config([*MISSING_DATA, *TINY, *overrides])
     with pytest.raises(ConfigError) as info:
         check_config(cfg)
     message = str(info.value)
@@ -74,7 +89,7 @@ def test_many_distinct_mistakes_are_covered() -> None:
 
 @pytest.mark.parametrize("loss", sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml")))
 def test_every_shipped_loss_config_passes(loss: str) -> None:
-    check_config(compose_config([MISSING_DATA, *TINY, f"loss={loss}"]))
+    check_config(compose_config([*MISSING_DATA, *TINY, f"loss={loss}"]))
 
 
 @pytest.mark.parametrize(
@@ -86,16 +101,19 @@ def test_every_shipped_loss_config_passes(loss: str) -> None:
         ["data.held_out_classes=[6,9]", "loss=arcface", "loss.m=4"],
         ["trainer=ddp_cpu"],
         ["trainer.limit_train_batches=0.5", "trainer.devices=auto", "seed=4294967295"],
+        ["trainer=ddp_cpu", "trainer.devices=3"],
+        ["data.root=/nonexistent/nowhere", "data.fallback=true"],  # asked for: the automatic search
+        ["data.root=null"],
     ],
 )
 def test_valid_configs_pass(overrides: list[str]) -> None:
-    check_config(compose_config([MISSING_DATA, *TINY, *overrides]))
+    check_config(compose_config([*MISSING_DATA, *TINY, *overrides]))
 
 
 def test_run_stops_before_reading_data_and_writes_nothing(tmp_path: Path) -> None:
     from src.pipeline import run
 
-    cfg = compose_config([MISSING_DATA, *TINY, "trainer.max_epochs=0"], output_dir=tmp_path / "run")
+    cfg = compose_config([*MISSING_DATA, *TINY, "trainer.max_epochs=0"], output_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match="trainer.max_epochs=0"):
         run(cfg, tmp_path / "run")  # a DatasetError would mean the data was read first
     assert not (tmp_path / "run").exists()
@@ -109,9 +127,11 @@ def test_command_line_mistakes_exit_2_with_one_line(tmp_path: Path) -> None:
         "unknown_key": (["trainer.max_epoch=3"], "trainer.max_epoch", "did you mean trainer.max_epochs"),
         "sweep_option": (["-m", "loss=softmax,nonsens"], "loss=nonsens", "sphereface"),
         "bad_value": (["loss=sphereface", "loss.m=0"], "loss.m=0", "integer >= 1"),
+        "null_group": (["loss=null"], "loss=null", "choose one of arcface"),  # Hydra's ValueError, one line
+        "cpu_devices": (["trainer.devices=2"], "trainer.devices=2", "trainer=ddp_cpu"),
     }
     procs = {
-        name: start(train_command(*args, MISSING_DATA, *QUICK, f"hydra.run.dir={tmp_path / name}",
+        name: start(train_command(*args, *MISSING_DATA, *QUICK, f"hydra.run.dir={tmp_path / name}",
                                   f"hydra.sweep.dir={tmp_path / name}"))
         for name, (args, _, _) in cases.items()
     }  # fmt: skip
@@ -123,4 +143,5 @@ def test_command_line_mistakes_exit_2_with_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-2000:])
         assert key in lines[0] and allowed in lines[0], (name, lines[0])
         assert "Traceback" not in err
-    assert not (tmp_path / "bad_value").exists()  # a rejected single run leaves nothing behind
+    for name in ("bad_value", "null_group", "cpu_devices"):
+        assert not (tmp_path / name).exists(), name  # a rejected single run leaves nothing behind

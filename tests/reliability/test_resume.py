@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -78,9 +79,17 @@ def signalled_runs(synthetic_root: Path, tmp_path: Path) -> dict[str, tuple[Path
                  f"+callbacks.pause.marker={marker}", "+callbacks.pause.seconds=0.5", "+callbacks.pause.last_step=6"]
         overrides = [f"data.root={synthetic_root}", *TINY, *LEAN, "loss=sphereface", *pause]
         procs[name] = (start(train_command(*overrides, f"hydra.run.dir={folder}")), folder, marker, overrides)
-    for name, (proc, _, marker, _) in procs.items():
-        wait_for(marker, proc, timeout=240)
-        proc.send_signal(getattr(signal, name))
+    waiting, deadline = set(procs), time.monotonic() + 240
+    while waiting:  # each run is signalled as soon as it pauses, not in turn (a fast one could pass its pauses)
+        for name in sorted(waiting):
+            proc, _, marker, _ = procs[name]
+            if proc.poll() is not None:
+                raise AssertionError(f"{name}: the run ended ({proc.returncode}) before it was signalled")
+            if marker.exists():
+                proc.send_signal(getattr(signal, name))
+                waiting.discard(name)
+        assert time.monotonic() < deadline, f"no pause within 240 s: {sorted(waiting)}"
+        time.sleep(0.02)
     for name, (proc, folder, _, overrides) in procs.items():
         code, _, err = finish(proc)
         out[name] = (folder, overrides, code, err)
