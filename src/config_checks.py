@@ -456,6 +456,12 @@ def check_component_lists(c: Mapping[str, Any]) -> None:
             if entry is not None and not (isinstance(entry, Mapping) and isinstance(entry.get("_target_"), str)):
                 fail(f"{group}.{name}", entry, "must be a component config with a _target_, or null")
     loggers = [entry for entry in (c.get("logger") or {}).values() if entry is not None]
+    for name, entry in (c.get("logger") or {}).items():  # an optional extra: one line, not an import traceback
+        if entry is not None and "MLFlow" in str(entry.get("_target_", "")):
+            import importlib.util
+
+            if importlib.util.find_spec("mlflow") is None:
+                fail(f"logger.{name}", "mlflow", "needs the mlflow extra: pip install -e '.[mlflow]'")
     for name, entry in (c.get("callbacks") or {}).items():  # Lightning would stop after setup with a traceback
         if not loggers and entry is not None and str(entry.get("_target_", "")).endswith(".LearningRateMonitor"):
             fail(f"callbacks.{name}", "LearningRateMonitor", "needs a logger and every logger is null; also set "

@@ -79,3 +79,16 @@ def test_csv_alone_replaces_tensorboard(tiny_config, tmp_path: Path) -> None:
     assert {"val/acc", "test/acc", "test/retrieval/r_precision"} <= names
     assert params["seed"] == 0
     assert not list(folder.glob("events.out.tfevents.*"))
+
+
+def test_mlflow_without_its_extra_is_one_line(monkeypatch) -> None:
+    import importlib.util
+
+    from src.config_checks import check_config
+    from src.errors import ConfigError
+    from tests.conftest import compose_config
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"^logger.mlflow='mlflow' is invalid: needs the mlflow extra"):
+        check_config(compose_config(["logger=[tensorboard,mlflow]"]))
