@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from src.utils.hardware import cpu_model
 from src.utils.io import write_json_atomic
 
 RECORD_NAME = "metrics.json"
@@ -43,19 +44,7 @@ def command_line() -> str:
     import shlex
     import sys
 
-    args = sys.argv[1:] if sys.argv and sys.argv[0].endswith(("train.py", "__main__.py")) else sys.argv[1:]
-    return " ".join(["python -m src.train", *(shlex.quote(a) for a in args)])
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return " ".join(["python -m src.train", *(shlex.quote(a) for a in sys.argv[1:])])
 
 
 def machine_description() -> str:

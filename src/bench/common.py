@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -87,15 +88,9 @@ def quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
-def cpu_model() -> str:
-    """``lscpu``'s model name (from /proc/cpuinfo): benchmark figures are only comparable on the same CPU."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """The benchmark's JSON, written atomically (a killed benchmark never leaves half a file)."""
+    from src.utils.io import write_json_atomic
 
-    return platform.processor() or "unknown"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, results)

@@ -55,10 +55,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from src.bench.common import autocast_for, compose_config, cpu_model, quiet_lightning, resolve_device, sync
+from src.bench.common import autocast_for, compose_config, quiet_lightning, resolve_device, sync, write_results
 from src.model import MarginClassifier
 from src.pipeline import build
-from src.utils.hardware import flush_denormals
+from src.utils.hardware import cpu_model, flush_denormals
 
 ABLATIONS = ("framework-nocb", "framework-min")
 
@@ -546,8 +546,7 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
                                "cpu": cpu_model()}, "compare": summary}
         print("setting: " + json.dumps(results["setting"]), file=out)
         if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(results, indent=2))
+            write_results(args.json, results)
         return results
     cfg = compose_config(overrides, workdir)
     torch.set_float32_matmul_precision(str(cfg.matmul_precision))
@@ -595,8 +594,7 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
     if args.profile:
         results["profile"] = profile(bench, out)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
+        write_results(args.json, results)
     return results
 
 

@@ -52,9 +52,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from src.analysis.embeddings import run_analyses
-from src.bench.common import compose_config, cpu_model, quiet_lightning
+from src.bench.common import compose_config, quiet_lightning, write_results
 from src.pipeline import build
-from src.utils.hardware import flush_denormals
+from src.utils.hardware import cpu_model, flush_denormals
 
 EPOCH_HOOKS = ("on_train_epoch_end", "on_validation_epoch_end", "on_validation_end")
 
@@ -334,8 +334,7 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
         off = one_run(args, [*overrides, "flush_denormals=false"], out)
         results = {"flush_on": on, "flush_off": off, "flush_off_vs_on": compare_flush(on, off, out)}
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+        write_results(args.json, results)
     return results
 
 

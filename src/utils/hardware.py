@@ -41,6 +41,20 @@ class PrecisionChoice:
     reason: str
 
 
+def cpu_model() -> str:
+    """``lscpu``'s model name (from /proc/cpuinfo): speed figures only compare on the same CPU."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
 def cpu_has_bf16_units() -> tuple[bool, str]:
     """(True, what) when PyTorch reports AMX tiles or AVX512-BF16 on this CPU."""
     cpu = getattr(torch, "cpu", None)
