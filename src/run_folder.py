@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,22 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def _relative_to_run(value: Any, run_name: str | None) -> Any:
+    """A path inside the run folder, written from the folder on (``<run>/checkpoints``): the same
+    run reached as ``experiments/study/runs/x`` or ``/work/repo/experiments/study/runs/x`` (another
+    clone, an absolute ``hydra.sweep.dir``) is the same run."""
+    if not run_name or not isinstance(value, str):
+        return value
+    return re.sub(r"^(?:.*[/\\])?" + re.escape(run_name) + r"(?=[/\\]|$)", "<run>", value)
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], run_name: str | None = None) -> list[str]:
     """``key: old -> new`` for every key that differs, ignoring ``IGNORED`` and their children.
 
     A key the old config does not have at all is not a difference: it was added to the code after
     the run started, and a new key's default keeps the old behaviour."""
-    a, b = flatten(old), flatten(new)
+    a = {k: _relative_to_run(v, run_name) for k, v in flatten(old).items()}
+    b = {k: _relative_to_run(v, run_name) for k, v in flatten(new).items()}
 
     def ignored(key: str) -> bool:
         return key not in a or any(key == k or key.startswith(k + ".") for k in IGNORED)
@@ -139,7 +150,7 @@ def admit(folder: Path, config: dict[str, Any], resume: bool) -> Plan:
             "same overrides, or name a new folder"
         )
     if saved_config is not None:
-        diffs = config_differences(saved_config, config)
+        diffs = config_differences(saved_config, config, run_name=folder.name)
         if diffs:
             shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
             raise RunFolderError(

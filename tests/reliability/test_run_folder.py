@@ -56,3 +56,13 @@ def test_a_finished_run_is_done_and_its_files_untouched(tmp_path: Path) -> None:
     with pytest.raises(RunFolderError, match="status finished"):
         admit(folder, CONFIG, resume=False)
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+
+
+def test_the_same_run_reached_by_another_path_is_the_same_config(tmp_path: Path) -> None:
+    """A sweep started with an absolute hydra.sweep.dir and continued with the relative default
+    (or from another clone) resolves its in-folder paths differently; that is not a difference."""
+    old = {"callbacks": {"best_checkpoint": {"dirpath": "/work/repo/experiments/study/runs/softmax_seed0/checkpoints"}}}
+    new = {"callbacks": {"best_checkpoint": {"dirpath": "experiments/study/runs/softmax_seed0/checkpoints"}}}
+    assert config_differences(old, new, run_name="softmax_seed0") == []
+    other = {"callbacks": {"best_checkpoint": {"dirpath": "/elsewhere/checkpoints"}}}
+    assert config_differences(old, other, run_name="softmax_seed0") != []
