@@ -22,11 +22,12 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from src.run_folder import RECORD_NAME as RECORD
 from src.utils.io import write_json_atomic, write_text_atomic
+from src.utils.text import markdown_cell
 
 log = logging.getLogger(__name__)
 
-RECORD = "metrics.json"
 METRICS = ("val_acc_best", "test_acc")
 
 
@@ -111,7 +112,7 @@ def _cell(value: Any) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.4f}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return markdown_cell(value)
 
 
 def to_markdown(summary: dict[str, Any]) -> str:

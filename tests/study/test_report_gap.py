@@ -1,4 +1,4 @@
-"""The "gap explained" table (src/report_gap.py) on fabricated run records: its arithmetic, its
+"""The "gap explained" table (src/report/gap.py) on fabricated run records: its arithmetic, its
 intervals and its place in the report."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from fabricate import write_run
 
 from src.report import build_report, load_runs
-from src.report_gap import LABEL_FREE_KEY, REFERENCE_KEY, collect, combine, contributions, prediction_interval
+from src.report.gap import LABEL_FREE_KEY, REFERENCE_KEY, collect, combine, contributions, prediction_interval
 
 T2 = 4.302652729749464  # t quantile 0.975 with 2 degrees of freedom
 SEEDS = (0, 1, 2)

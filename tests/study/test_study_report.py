@@ -199,12 +199,3 @@ def test_default_output_folder_is_inside_the_single_input(tmp_path: Path) -> Non
 def test_fabricated_records_match_the_class_names() -> None:
     record = json.loads(json.dumps({"class_names": FASHION}))
     assert record["class_names"][6] == "Shirt"
-
-
-def test_report_without_scipy_says_so(sweep: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report, "_scipy_stats", lambda: None)
-    out = tmp_path / "out"
-    assert report.main([str(sweep), "--out", str(out)]) == 0
-    rows = {row["configuration"]: row for row in read_csv(out / "significance.csv")}
-    assert rows["sphereface m=2"]["verdict"] == report.NO_SCIPY
-    assert rows["sphereface m=2"]["ci_low"]  # the bootstrap needs numpy only

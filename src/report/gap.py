@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
+
+from src.utils.text import finite_number as _finite
 
 REFERENCE_KEY = "audit/test_acc_reference_protocol"
 LABEL_FREE_KEY = "audit/test_acc_label_free"
@@ -70,10 +73,6 @@ STEPS = (
 
 
 def _t_quantile(df: float) -> float:
-    try:
-        from scipy import stats
-    except ImportError:  # the caller shows "–" for the interval
-        return math.nan
     return float(stats.t.ppf(0.5 + LEVEL / 2, df)) if df > 0 else math.nan
 
 
@@ -129,12 +128,6 @@ def prediction_interval(sample: Sequence[float]) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------
 # Runs -> per-seed values
 # ------------------------------------------------------------------------------------------
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 def is_audit_run(run: Any) -> bool:

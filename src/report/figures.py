@@ -1,0 +1,109 @@
+"""The report's PNG figures: validation-accuracy curves per loss and the grid of confusion matrices."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from src.report.groups import BASELINE_LOSS, LOSS_ORDER, Group, baseline_for
+from src.report.runs import Run
+from src.utils.text import finite_number as _number
+
+
+def _curve(runs: Sequence[Run], metric: str = "val/acc") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs and the mean / min / max of ``metric`` over runs (epochs missing in a run are skipped)."""
+    per_epoch: dict[int, list[float]] = {}
+    for run in runs:
+        history = run.record.get("history")
+        if not isinstance(history, list):
+            continue
+        for row in history:
+            if isinstance(row, dict) and _number(row.get("epoch")) is not None and _number(row.get(metric)) is not None:
+                per_epoch.setdefault(int(row["epoch"]), []).append(float(row[metric]))
+    epochs = np.array(sorted(per_epoch), dtype=int)
+    vals = [np.asarray(per_epoch[e]) for e in epochs]
+    return (epochs, np.array([v.mean() for v in vals]), np.array([v.min() for v in vals]),
+            np.array([v.max() for v in vals]))
+
+
+def curve_figures(groups: Sequence[Group], out: Path) -> list[tuple[str, str]]:
+    """One PNG per loss: the mean validation accuracy per epoch for each m (band: min..max over
+    seeds), the baseline dashed for reference. Returns ``(loss, file name)`` pairs."""
+    from src.plots import plt
+
+    written = []
+    losses = sorted({g.loss for g in groups}, key=lambda x: (LOSS_ORDER.index(x) if x in LOSS_ORDER else 9, x))
+    for loss in losses:
+        members = [g for g in groups if g.loss == loss]
+        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+        drawn = 0
+        if loss != BASELINE_LOSS:
+            for base in {id(b): b for b in (baseline_for(g, groups) for g in members) if b}.values():
+                epochs, mean, _, _ = _curve(base.runs)
+                if len(epochs):
+                    ax.plot(epochs, mean, "--", color="0.4", label=f"{base.label} (n={len(base.runs)})")
+        for group in members:
+            epochs, mean, low, high = _curve(group.runs)
+            if not len(epochs):
+                continue
+            line = ax.plot(epochs, mean, marker="o" if len(epochs) < 15 else None, ms=3,
+                           label=f"{group.label} (n={len(group.runs)})")[0]
+            if len(group.runs) > 1:
+                ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.15, lw=0)
+            drawn += 1
+        if drawn:
+            ax.set_xlabel("epoch")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.set_ylabel("validation accuracy")
+            ax.set_title(f"{loss}: validation accuracy (mean over seeds; band = min..max)", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            name = f"curves_{_slug(loss)}.png"
+            fig.savefig(out / name)
+            written.append((loss, name))
+        plt.close(fig)
+    return written
+
+
+def confusion_grid(groups: Sequence[Group], out: Path, name: str = "confusion_grid.png") -> str | None:
+    """Row-normalised test confusion matrices (counts summed over seeds), one panel per group."""
+    from src.plots import plt
+
+    panels = [(g, *g.confusion()[:2]) for g in groups]
+    panels = [(g, mat, names) for g, mat, names in panels if mat is not None]
+    if not panels:
+        return None
+    cols = min(4, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    k = max(len(mat) for _, mat, _ in panels)
+    size = 1.2 + 0.42 * k
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * (size + 0.3)), dpi=100, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (group, mat, names) in zip(axes.flat, panels, strict=False):
+        share = mat / np.maximum(mat.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+        n = len(mat)
+        ax.set_xticks(range(n), names, rotation=90, fontsize=6)
+        ax.set_yticks(range(n), names, fontsize=6)
+        for i in range(n):
+            for j in range(n):
+                if mat[i, j]:
+                    ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=4.5,
+                            color="white" if share[i, j] > 0.5 else "black")
+        acc = np.trace(mat) / max(mat.sum(), 1)
+        ax.set_title(f"{group.label}\n(n runs={len(group.runs)}, acc={acc:.2%})", fontsize=8)
+    fig.supxlabel("predicted", fontsize=8)
+    fig.supylabel("true", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / name)
+    plt.close(fig)
+    return name
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
