@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from src.tb.screenshots import find_browser
+from src.tb.screenshots import find_browser, stop_server
 from src.tb.screenshots import main as screenshots_main
 from tests.conftest import REPO, TINY
 
@@ -75,12 +75,7 @@ def server(sweep: Path) -> Any:
             time.sleep(0.5)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def test_job_folders_and_run_names_say_what_varies(sweep: Path, server: str) -> None:
