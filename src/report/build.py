@@ -10,6 +10,7 @@ from src.report.figures import confusion_grid, curve_figures
 from src.report.format import num, pct, table, write_csv
 from src.report.gap import CSV_HEADER, gap_section, is_audit_run
 from src.report.groups import BASELINE_LOSS, baseline_for, group_runs
+from src.report.provenance import provenance_section
 from src.report.runs import EVALUATION, Run
 from src.report.sections import (
     confusion_section,
@@ -88,6 +89,15 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
     if gap_md:
         md += gap_md
         write_csv(out / "gap_explained.csv", CSV_HEADER, gap_rows)
+    labels = {id(run): group.label for group in groups for run in group.runs}
+
+    def label(run: Run) -> str:
+        if id(run) in labels:
+            return labels[id(run)]
+        m = f" m={run.m:g}" if run.m is not None else ""
+        return f"{run.loss}{m} (reference protocol)" if is_audit_run(run) else f"{run.loss}{m}"
+
+    md += provenance_section(runs, label, table)
     md += problem_section(problems)
     text = "\n".join(md).rstrip() + "\n"
     (out / "report.md").write_text(text)

@@ -9,6 +9,7 @@ from typing import Any
 
 from src.report.format import write_csv
 from src.report.groups import Group
+from src.report.provenance import machines, segments
 from src.report.runs import Run
 from src.report.stats import Comparison, confused_pairs, mean_std
 
@@ -45,7 +46,8 @@ def write_csvs(out: Path, runs: Sequence[Run], groups: Sequence[Group], summarie
               "test_acc_leaky", "test_acc_macro", "val_acc_best", "epochs", "wall_time_s",
               *[f"geometry_{k}" for k in GEOMETRY_KEYS], "geometry_criterion_holds",
               *[f"open_set_{k}" for k in OPEN_SET_KEYS], *[f"retrieval_{k}" for k in RETRIEVAL_KEYS],
-              *[f"open_set_retrieval_{k}" for k in RETRIEVAL_KEYS], "evaluated_at", "commit"]
+              *[f"open_set_retrieval_{k}" for k in RETRIEVAL_KEYS], "evaluated_at", "commit",
+              "machine", "precision", "threads", "segments"]
     rows = []
     for run in runs:
         geometry = run.record.get("geometry") if isinstance(run.record.get("geometry"), dict) else {}
@@ -56,7 +58,8 @@ def write_csvs(out: Path, runs: Sequence[Run], groups: Sequence[Group], summarie
             *[run.nested("geometry", k) for k in GEOMETRY_KEYS], geometry.get("criterion_holds"),
             *[run.nested("open_set", k) for k in OPEN_SET_KEYS], *[run.nested("retrieval", k) for k in RETRIEVAL_KEYS],
             *[run.open_set_retrieval(k) for k in RETRIEVAL_KEYS], run.record.get("evaluated_at"),
-            run.record.get("commit"),
+            run.record.get("commit"), machines(run), run.record.get("precision"), run.record.get("threads"),
+            len(segments(run)),
         ])
     write_csv(out / "runs.csv", header, rows)
     if summaries:
