@@ -9,7 +9,8 @@ main process.
 Lightning's multiprocessing launcher sends back only rank 0's last weights, the trainer state, the
 best checkpoint path and ``callback_metrics``. ``MultiprocessDDPStrategy`` also sends back what the
 run record is built from: every callback's state (the best score of ``ModelCheckpoint``, the epoch
-history), the module's ``last_*`` results (the synchronised confusion matrices), the fit loop's
+history), the module's ``results`` (``StageResults``: the synchronised confusion matrices, the
+test predictions; its fields marked rank-local stay in the workers), the fit loop's
 progress (epochs, global step) and the data module's state, and it readies the data module's test
 split in the main process for the post-test analyses. Under spawn it also gives every worker its
 own copy of the torchmetrics states (see ``_unshare_metric_states``). An error in a worker is
@@ -57,7 +58,6 @@ from torch.nn import Module
 log = logging.getLogger(__name__)
 KEY = "marginloss_state_bytes"
 INTERRUPTED = "marginloss_interrupted"  # what rank 0 returns when the ranks stopped on a signal
-MODULE_ATTRIBUTES = ("test_predictions",)  # plus every attribute whose name starts with "last_"
 
 
 def _reraised(err: BaseException) -> BaseException:
@@ -207,12 +207,9 @@ class _ResultsLauncher(_MultiProcessingLauncher):
 
     def get_extra_results(self, trainer: pl.Trainer) -> dict[str, Any]:
         extra = super().get_extra_results(trainer)
-        module = trainer.lightning_module
-        names = [n for n in vars(module) if n.startswith("last_")]
-        names += [n for n in MODULE_ATTRIBUTES if hasattr(module, n)]
         payload = {
             "callbacks": {cb.state_key: cb.state_dict() for cb in trainer.callbacks},
-            "module": {name: getattr(module, name) for name in names},
+            "results": trainer.lightning_module.results.shipped(),  # StageResults, src/model.py
             "datamodule": trainer.datamodule.state_dict() if trainer.datamodule is not None else None,
             "fit_loop": trainer.fit_loop.state_dict() if trainer.state.fn == TrainerFn.FITTING else None,
         }
@@ -230,8 +227,7 @@ class _ResultsLauncher(_MultiProcessingLauncher):
         for callback in trainer.callbacks:
             if states.get(callback.state_key):
                 callback.load_state_dict(states[callback.state_key])
-        for name, value in payload["module"].items():
-            setattr(trainer.lightning_module, name, value)
+        trainer.lightning_module.results.receive(payload["results"])
         if payload["fit_loop"] is not None:  # epoch and global step of the run, for the record
             trainer.fit_loop.load_state_dict(payload["fit_loop"])
         datamodule = getattr(self, "_datamodule", None)

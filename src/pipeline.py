@@ -233,7 +233,7 @@ def _fit_and_test(
         ckpt = _best_path(checkpoint)  # by path: "best" is ambiguous beside latest_checkpoint
         results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]  # the one test
         metrics.update({key.replace("/", "_"): float(value) for key, value in results.items()})
-        confusion = getattr(model, "last_test_confusion", None)
+        confusion = model.results.test_confusion
         if confusion is not None:
             metrics["test_confusion"] = confusion.tolist()
         record.update(**metrics)  # kept even if the analyses below are killed

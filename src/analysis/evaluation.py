@@ -107,7 +107,7 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
     )
     results = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics: dict[str, Any] = {key.replace("/", "_"): float(value) for key, value in results.items()}
-    confusion = getattr(model, "last_test_confusion", None)
+    confusion = model.results.test_confusion
     if confusion is not None:
         metrics["test_confusion"] = confusion.tolist()
     metrics["class_names"] = model.class_names
