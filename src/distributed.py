@@ -14,8 +14,8 @@ test predictions; its fields marked rank-local stay in the workers), the fit loo
 progress (epochs, global step) and the data module's state, and it readies the data module's test
 split in the main process for the post-test analyses. Under spawn it also gives every worker its
 own copy of the torchmetrics states (see ``_unshare_metric_states``). An error in a worker is
-re-raised in the main process as its own type when it is one of ours (``NonFiniteError``,
-``CheckpointError``, ``ConfigError``), with its one-line message.
+re-raised in the main process as its own type when it is one of ours (``src.errors.USER_ERRORS``:
+``NonFiniteError``, ``CheckpointError``, ``ConfigError``, ``DatasetError`` ...), with its one-line message.
 
 Stopping (``_StopTogether``). SIGTERM or Ctrl-C reaches the main process (and, from a terminal or
 a cluster manager, often every worker too). The main process and the workers only set a shared
@@ -55,6 +55,8 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from torch.nn import Module
 
+from src.config.checks import fail
+
 log = logging.getLogger(__name__)
 KEY = "marginloss_state_bytes"
 INTERRUPTED = "marginloss_interrupted"  # what rank 0 returns when the ranks stopped on a signal
@@ -62,11 +64,9 @@ INTERRUPTED = "marginloss_interrupted"  # what rank 0 returns when the ranks sto
 
 def _reraised(err: BaseException) -> BaseException:
     """The worker's own error type and message when it is one a user acts on, else ``err``."""
-    from src.callbacks.nonfinite import NonFiniteError
-    from src.checkpointing import CheckpointError
-    from src.errors import ConfigError
+    from src.errors import USER_ERRORS
 
-    known = {cls.__name__: cls for cls in (NonFiniteError, CheckpointError, ConfigError)}
+    known = {cls.__name__: cls for cls in USER_ERRORS}
     for line in reversed(str(err).splitlines()):
         match = re.match(r"^(?:[\w.]+\.)?(\w+): (.+)$", line.strip())
         if match and match.group(1) in known:
@@ -244,7 +244,7 @@ class MultiprocessDDPStrategy(DDPStrategy):
 
     def __init__(self, start_method: str = "auto", **kwargs: Any) -> None:
         if start_method not in ("auto", "spawn", "fork", "forkserver"):
-            raise ValueError(f"start_method={start_method!r} is invalid: use auto, spawn, fork or forkserver")
+            fail("start_method", start_method, "use auto, spawn, fork or forkserver")
         self._auto_start = start_method == "auto"
         super().__init__(start_method="spawn" if self._auto_start else start_method, **kwargs)
 

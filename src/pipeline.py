@@ -16,7 +16,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
 from src.callbacks.signals import interruption
-from src.config_checks import check_config
+from src.config.validate import check_config
 from src.model import MarginClassifier
 from src.records import RunRecord
 from src.run_folder import admit
@@ -131,7 +131,7 @@ def configure_hardware(cfg: DictConfig) -> dict[str, Any]:
     """Resolve ``trainer.precision=auto`` and ``threads=auto``, set the intra-op threads and
     flush-to-zero (after the threads, so every worker of the pool gets it); returns what was chosen
     and why."""
-    from src.config_checks import device_kind
+    from src.config.validate import device_kind
     from src.utils.hardware import flush_denormals, resolve_precision, resolve_threads
 
     kind = device_kind(str(cfg.trainer.get("accelerator", "auto")))

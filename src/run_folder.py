@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from src.errors import ConfigError
+from src.errors import CheckpointError, RunFolderError
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ IGNORED = (
     "analysis", "callbacks.learning_rate", "callbacks.confusion", "callbacks.embeddings", "callbacks.history",
     "callbacks.nonfinite", "callbacks.interrupt_checkpoint", "callbacks.rng_state", "checkpoint_io",
 )  # fmt: skip
-
-
-class RunFolderError(ConfigError):
-    """The command does not fit the run folder it is aimed at (exit 2, nothing written)."""
 
 
 @dataclass
@@ -111,7 +107,7 @@ def newest_checkpoint(folder: Path) -> Path | None:
     file, but a disk can still damage one); on a tie ``last*`` wins over ``best-*``, which may hold
     an earlier point of the same step count only if written at the same step.
     """
-    from src.checkpointing import CheckpointError, load_checked
+    from src.checkpointing import load_checked
 
     candidates = []
     for path in sorted((folder / "checkpoints").glob("*.ckpt")):

@@ -141,7 +141,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The latest summary this process wrote; ``src.config_checks.cli`` turns unfinished jobs into a
+# The latest summary this process wrote; ``src.cli.cli`` turns unfinished jobs into a
 # non-zero exit status.
 LAST: dict[str, Any] = {}
 

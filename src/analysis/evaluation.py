@@ -25,9 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.analysis.embeddings import run_analyses
-from src.analysis.run_folders import CONFIG_NAME, EvaluationError, Target, best_checkpoint, read_record
+from src.analysis.run_folders import CONFIG_NAME, Target, best_checkpoint, read_record
 from src.callbacks.confusion import ConfusionMatrixLogger
-from src.checkpointing import CheckpointError, load_checked
+from src.checkpointing import load_checked
+from src.errors import CheckpointError, EvaluationError
 from src.records import git_commit, machine_description
 from src.utils.io import write_json_atomic
 

@@ -24,10 +24,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-
-class NonFiniteError(RuntimeError):
-    """The training loss or a weight became NaN or infinite."""
-
+from src.errors import NonFiniteError
 
 HINT = "lower optimizer.lr, set trainer.gradient_clip_val, or use trainer.precision=32-true"
 

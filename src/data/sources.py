@@ -32,11 +32,14 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from src.data.idx import GZIP_MAGIC, DatasetError, decode_idx, read_idx_bytes
+from src.config.checks import fail
+from src.data.idx import GZIP_MAGIC, decode_idx, read_idx_bytes
+from src.errors import DatasetError
 from src.utils.io import fsync_dir
 
 __all__ = [
@@ -179,6 +182,13 @@ DATASETS: dict[str, DatasetSpec] = {
         mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",),
     ),
 }
+
+
+def dataset_spec(name: Any) -> DatasetSpec:
+    """The dataset ``data.name`` names (exactly, as in the config); a ``ConfigError`` otherwise."""
+    if not isinstance(name, str) or name not in DATASETS:
+        fail("data.name", name, f"must be one of {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
 
 
 def get_spec(name: str | DatasetSpec) -> DatasetSpec:

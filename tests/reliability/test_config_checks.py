@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.config_checks import check_config
+from src.config.validate import check_config
 from src.errors import ConfigError
 from tests.conftest import CONF_DIR, TINY, compose_config
 from tests.reliability.helpers import QUICK, finish, start, train_command

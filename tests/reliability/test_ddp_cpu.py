@@ -51,7 +51,7 @@ def test_spawned_workers_get_their_own_metric_states() -> None:
 
 
 def test_multi_gpu_preset_composes() -> None:
-    from src.config_checks import check_config
+    from src.config.validate import check_config
     from src.errors import ConfigError
     from tests.conftest import compose_config
 
