@@ -66,3 +66,19 @@ def test_the_same_run_reached_by_another_path_is_the_same_config(tmp_path: Path)
     assert config_differences(old, new, run_name="softmax_seed0") == []
     other = {"callbacks": {"best_checkpoint": {"dirpath": "/elsewhere/checkpoints"}}}
     assert config_differences(old, other, run_name="softmax_seed0") != []
+
+
+def test_the_committed_study_run_is_already_finished_for_the_current_code() -> None:
+    """The study in experiments/study/runs is continued by rerunning its sweep command with newer
+    code: its finished runs must still be recognised as the same, finished run ("done"), whatever
+    moved in src/ since (a moved ``_target_`` is matched by src.config.moved)."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import REPO, compose_config
+
+    runs = REPO / "experiments" / "study" / "runs"
+    folder = runs / "softmax_seed0"
+    cfg = compose_config(["experiment=study", "study_config=softmax", "seed=0", f"hydra.sweep.dir={runs}"],
+                         output_dir=folder)
+    plan = admit(folder, OmegaConf.to_container(cfg, resolve=True), bool(cfg.resume))
+    assert plan.action == "done" and plan.record["status"] == "finished"
