@@ -22,7 +22,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.run_folder import RECORD_NAME as RECORD
+from src.training.run_folder import RECORD_NAME as RECORD
 from src.utils.io import write_json_atomic, write_text_atomic
 from src.utils.text import markdown_cell
 

@@ -29,7 +29,7 @@ def main(cfg: DictConfig) -> float:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         check_config(cfg)  # a mistake is reported before the heavy imports and any data
-        from src.pipeline import run  # heavy imports after Hydra has parsed the command line
+        from src.training.pipeline import run  # heavy imports after Hydra has parsed the command line
 
         return run(cfg, output_dir, checked=True)["val_acc_best"]
     except ConfigError as err:
@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> float:
         print(f"error: {err}", file=sys.stderr)
         if multirun:  # the job's folder says why it did not run; the sweep goes on
             from src.errors import RunFolderError
-            from src.run_folder import record_rejected
+            from src.training.run_folder import record_rejected
 
             if not isinstance(err, RunFolderError):
                 record_rejected(output_dir, cfg, err)

@@ -41,7 +41,7 @@ TINY = [
     "trainer.log_every_n_steps=2",
     "trainer.accelerator=cpu",
     "trainer.precision=32-true",  # the same numbers on every CPU (auto picks bf16 where it is fast)
-    "threads=1",  # as above: src.pipeline.configure_hardware would otherwise set all cores (threads=auto)
+    "threads=1",  # as above: src.training.pipeline.configure_hardware would otherwise set all cores (threads=auto)
 ]
 
 

@@ -1,4 +1,4 @@
-"""Embeddings of a whole split, and the analyses ``src.pipeline.run`` performs after the test.
+"""Embeddings of a whole split, and the analyses ``src.training.pipeline.run`` performs after the test.
 
 ``run_analyses`` takes the test embeddings the model kept during the test (the best-validation
 weights; embedded afresh if it kept none) and stores their angular geometry and their retrieval /

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from src.config import CONF_DIR
-from src.pipeline import configure_hardware
+from src.training.pipeline import configure_hardware
 from src.utils.resolvers import register_resolvers
 
 # --------------------------------------------------------------------------------------------

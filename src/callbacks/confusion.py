@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from src.plots import confusion_figure
+from src.utils.plots import confusion_figure
 
 
 def logged_step(trainer: pl.Trainer) -> int:

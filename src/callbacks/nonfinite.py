@@ -12,7 +12,7 @@ and floating-point buffers are checked every ``check_weights_every_n_steps`` opt
 the end of every training epoch and before every checkpoint is written, so a diverged model is
 never saved as ``last.ckpt`` and picked up by ``resume=true``.
 
-The raised ``NonFiniteError`` ends ``trainer.fit``; ``src.pipeline.run`` marks the run record
+The raised ``NonFiniteError`` ends ``trainer.fit``; ``src.training.pipeline.run`` marks the run record
 ``failed`` with the message, and in a multirun the other jobs go on.
 """
 

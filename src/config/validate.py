@@ -159,7 +159,7 @@ def _check_devices(value: Any, kind: str) -> int:
     return count
 
 
-MULTIPROCESS_STRATEGY = "src.distributed.MultiprocessDDPStrategy"
+MULTIPROCESS_STRATEGY = "src.training.distributed.MultiprocessDDPStrategy"
 
 
 def _check_processes(t: Mapping[str, Any], kind: str, processes: int) -> None:

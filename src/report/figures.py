@@ -32,7 +32,7 @@ def _curve(runs: Sequence[Run], metric: str = "val/acc") -> tuple[np.ndarray, np
 def curve_figures(groups: Sequence[Group], out: Path) -> list[tuple[str, str]]:
     """One PNG per loss: the mean validation accuracy per epoch for each m (band: min..max over
     seeds), the baseline dashed for reference. Returns ``(loss, file name)`` pairs."""
-    from src.plots import plt
+    from src.utils.plots import plt
 
     written = []
     losses = sorted({g.loss for g in groups}, key=lambda x: (LOSS_ORDER.index(x) if x in LOSS_ORDER else 9, x))
@@ -71,8 +71,8 @@ def curve_figures(groups: Sequence[Group], out: Path) -> list[tuple[str, str]]:
 
 def confusion_grid(groups: Sequence[Group], out: Path, name: str = "confusion_grid.png") -> str | None:
     """Row-normalised test confusion matrices (counts summed over seeds), one panel per group,
-    each drawn like the TensorBoard figure (``src.plots.draw_confusion``)."""
-    from src.plots import accuracy, draw_confusion, plt
+    each drawn like the TensorBoard figure (``src.utils.plots.draw_confusion``)."""
+    from src.utils.plots import accuracy, draw_confusion, plt
 
     panels = [(g, *g.confusion()[:2]) for g in groups]
     panels = [(g, mat, names) for g, mat, names in panels if mat is not None]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from src.pipeline import build
+from src.training.pipeline import build
 from tests.conftest import CONF_DIR
 
 
@@ -92,7 +92,7 @@ def test_margin_key_is_loss_m(tiny_config) -> None:
 
 
 def test_one_cycle_survives_tiny_runs() -> None:
-    from src.schedules import one_cycle
+    from src.training.schedules import one_cycle
 
     for total in range(1, 12):
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

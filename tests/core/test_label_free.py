@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from src.pipeline import build
+from src.training.pipeline import build
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.pipeline import run
+from src.training.pipeline import run
 
 NOT_METRICS = {"epoch", "step"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.pipeline import build, run
+from src.training.pipeline import build, run
 from tests.conftest import CONF_DIR
 
 LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from pytorch_lightning.loggers.logger import Logger
 
-from src.pipeline import build
+from src.training.pipeline import build
 
 
 class Capture(Logger):

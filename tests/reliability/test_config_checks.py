@@ -111,7 +111,7 @@ def test_valid_configs_pass(overrides: list[str]) -> None:
 
 
 def test_run_stops_before_reading_data_and_writes_nothing(tmp_path: Path) -> None:
-    from src.pipeline import run
+    from src.training.pipeline import run
 
     cfg = compose_config([*MISSING_DATA, *TINY, "trainer.max_epochs=0"], output_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match="trainer.max_epochs=0"):

@@ -37,7 +37,7 @@ def test_spawned_workers_get_their_own_metric_states() -> None:
     confusion matrix summing to world size x the test set); the strategy gives each its own."""
     from torchmetrics.classification import MulticlassConfusionMatrix
 
-    from src.distributed import MultiprocessDDPStrategy, _unshare_metric_states
+    from src.training.distributed import MultiprocessDDPStrategy, _unshare_metric_states
 
     module = torch.nn.Module()
     module.confusion = MulticlassConfusionMatrix(3)
@@ -70,8 +70,8 @@ def test_every_stage_result_comes_back_from_the_workers_unless_declared_rank_loc
 
     from pytorch_lightning.trainer.states import TrainerFn
 
-    from src.distributed import _ResultsLauncher
-    from src.model import RANK_LOCAL, StageResults
+    from src.training.distributed import _ResultsLauncher
+    from src.training.model import RANK_LOCAL, StageResults
 
     sent = StageResults()
     for i, f in enumerate(fields(sent)):  # a value for every field, different from its default

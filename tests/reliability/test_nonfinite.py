@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from src.callbacks.nonfinite import NonFiniteError, NonFiniteGuard
-from src.pipeline import run
+from src.training.pipeline import run
 from tests.reliability.helpers import LEAN, record
 
 POISON = "+callbacks.poison._target_=tests.reliability.helpers.PoisonWeight"

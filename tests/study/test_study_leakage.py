@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from src.pipeline import build
+from src.training.pipeline import build
 
 
 def test_leaky_predictions_depend_on_labels_honest_do_not(tiny_config) -> None:

@@ -17,11 +17,11 @@ from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
 from src.callbacks.signals import interruption
 from src.config.validate import check_config
-from src.model import MarginClassifier
-from src.records import RunRecord
-from src.run_folder import admit
 from src.tb.final import hydra_choices, log_final
 from src.tb.hparams import run_hparams
+from src.training.model import MarginClassifier
+from src.training.records import RunRecord
+from src.training.run_folder import admit
 from src.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def run(cfg: DictConfig, output_dir: Path, checked: bool = False) -> dict[str, A
     """Train, select the best validation checkpoint, test it once; returns the final metrics.
 
     Nothing is written before the config is checked and the run folder has admitted the command
-    (``src.run_folder``): a mistake leaves a finished run, and every other run, exactly as it was.
+    (``src.training.run_folder``): a mistake leaves a finished run, and every other run, exactly as it was.
     """
     if not checked:  # src.train checks before its heavy imports and says so
         check_config(cfg)  # ConfigError before any data is read or any file written

@@ -20,7 +20,7 @@ from src.losses.base import LossHead
 from src.losses.reference_protocol import ReferenceHead
 
 # A field of StageResults with this metadata key set holds only what its own process saw: it is not
-# sent back from DDP workers (src/distributed.py), and its reader must cope with finding it empty.
+# sent back from DDP workers (src/training/distributed.py), and its reader must cope with finding it empty.
 RANK_LOCAL = "rank_local"
 
 

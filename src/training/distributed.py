@@ -173,7 +173,7 @@ class _ResultsLauncher(_MultiProcessingLauncher):
             raise KeyboardInterrupt
         if self._stop_reason is None:
             self._stop_reason = "KeyboardInterrupt" if ctrl_c else "SIGTERM"
-            _ctrl_c["pending"] = ctrl_c  # how src.pipeline reports the stop (130 or 143)
+            _ctrl_c["pending"] = ctrl_c  # how src.training.pipeline reports the stop (130 or 143)
         self._stop.set()
         log.warning("%s: every worker stops after the same batch and saves last.ckpt%s",
                     "Ctrl-C" if ctrl_c else "SIGTERM", " (Ctrl-C again to stop at once)" if ctrl_c else "")
@@ -202,14 +202,14 @@ class _ResultsLauncher(_MultiProcessingLauncher):
 
     def _recover_results_in_main_process(self, worker_output: Any, trainer: pl.Trainer) -> None:
         if isinstance(worker_output, str) and worker_output == INTERRUPTED:
-            raise SIGTERMException  # src.pipeline records "interrupted" (SIGTERM or Ctrl-C, see _on_signal)
+            raise SIGTERMException  # src.training.pipeline records "interrupted" (SIGTERM or Ctrl-C, see _on_signal)
         super()._recover_results_in_main_process(worker_output, trainer)
 
     def get_extra_results(self, trainer: pl.Trainer) -> dict[str, Any]:
         extra = super().get_extra_results(trainer)
         payload = {
             "callbacks": {cb.state_key: cb.state_dict() for cb in trainer.callbacks},
-            "results": trainer.lightning_module.results.shipped(),  # StageResults, src/model.py
+            "results": trainer.lightning_module.results.shipped(),  # StageResults, src/training/model.py
             "datamodule": trainer.datamodule.state_dict() if trainer.datamodule is not None else None,
             "fit_loop": trainer.fit_loop.state_dict() if trainer.state.fn == TrainerFn.FITTING else None,
         }
