@@ -24,6 +24,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from src.config.checks import check_int
 from src.errors import NonFiniteError
 
 HINT = "lower optimizer.lr, set trainer.gradient_clip_val, or use trainer.precision=32-true"
@@ -37,10 +38,11 @@ def _describe(t: torch.Tensor) -> str:
 
 class NonFiniteGuard(pl.Callback):
     def __init__(self, check_loss_every_n_steps: int = 1, check_weights_every_n_steps: int = 50) -> None:
-        if int(check_loss_every_n_steps) < 0 or int(check_weights_every_n_steps) < 0:
-            raise ValueError("NonFiniteGuard: check intervals must be integers >= 0 (0 switches a check off)")
-        self.loss_every = int(check_loss_every_n_steps)
-        self.weights_every = int(check_weights_every_n_steps)
+        # 0 switches a check off.
+        self.loss_every = check_int("callbacks.nonfinite.check_loss_every_n_steps", check_loss_every_n_steps, 0,
+                                    whole_floats=True)
+        self.weights_every = check_int("callbacks.nonfinite.check_weights_every_n_steps", check_weights_every_n_steps,
+                                       0, whole_floats=True)
         # The losses noted since the last read, on the loss's device, and where each was noted.
         self._losses: torch.Tensor | None = None
         self._noted: list[tuple[int, int, int]] = []
