@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from src.data.datamodule import ImageClassificationData
-from src.data.sources import DATASETS, FILENAMES, DatasetError
+from src.data.sources import DATASETS, FILENAMES
+from src.errors import DatasetError
 from tests.synthetic import make_synthetic_dataset
 
 

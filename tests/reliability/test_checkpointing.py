@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.training.checkpointing import AtomicCheckpointIO, CheckpointError, load_checked, save_atomic
+from src.errors import CheckpointError
+from src.training.checkpointing import AtomicCheckpointIO, load_checked, save_atomic
 from src.training.pipeline import run
 from tests.conftest import TINY, compose_config
 from tests.reliability.helpers import LEAN, record

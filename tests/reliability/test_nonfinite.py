@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.callbacks.nonfinite import NonFiniteError, NonFiniteGuard
+from src.callbacks.nonfinite import NonFiniteGuard
+from src.errors import NonFiniteError
 from src.training.pipeline import run
 from tests.reliability.helpers import LEAN, record
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from src.training.run_folder import RunFolderError, admit, config_differences, newest_checkpoint
+from src.errors import RunFolderError
+from src.training.run_folder import admit, config_differences, newest_checkpoint
 
 CONFIG = {"seed": 0, "loss": {"_target_": "src.losses.softmax.Softmax", "label_smoothing": 0.0},
           "data": {"root": "./data", "batch_size": 128}, "resume": False}  # fmt: skip
