@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 
 from src.analysis.evaluation import evaluate
-from src.analysis.run_folders import EvaluationError, Target, find_targets, read_record
-from src.checkpointing import CheckpointError
+from src.analysis.run_folders import Target, find_targets, read_record
+from src.errors import CheckpointError, EvaluationError
 
 
 def _one_line(err: BaseException) -> str:

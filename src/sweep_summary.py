@@ -22,7 +22,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.run_folder import RECORD_NAME as RECORD
+from src.training.run_folder import RECORD_NAME as RECORD
 from src.utils.io import write_json_atomic, write_text_atomic
 from src.utils.text import markdown_cell
 
@@ -141,7 +141,7 @@ def to_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# The latest summary this process wrote; ``src.config_checks.cli`` turns unfinished jobs into a
+# The latest summary this process wrote; ``src.cli.cli`` turns unfinished jobs into a
 # non-zero exit status.
 LAST: dict[str, Any] = {}
 

@@ -20,7 +20,8 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float:
     """Runs one job and returns its best validation accuracy (the value a sweeper optimises)."""
-    from src.config_checks import check_config, job_started
+    from src.cli import job_started
+    from src.config.validate import check_config
     from src.errors import ConfigError
 
     job_started()
@@ -28,7 +29,7 @@ def main(cfg: DictConfig) -> float:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         check_config(cfg)  # a mistake is reported before the heavy imports and any data
-        from src.pipeline import run  # heavy imports after Hydra has parsed the command line
+        from src.training.pipeline import run  # heavy imports after Hydra has parsed the command line
 
         return run(cfg, output_dir, checked=True)["val_acc_best"]
     except ConfigError as err:
@@ -36,7 +37,8 @@ def main(cfg: DictConfig) -> float:
             raise
         print(f"error: {err}", file=sys.stderr)
         if multirun:  # the job's folder says why it did not run; the sweep goes on
-            from src.run_folder import RunFolderError, record_rejected
+            from src.errors import RunFolderError
+            from src.training.run_folder import record_rejected
 
             if not isinstance(err, RunFolderError):
                 record_rejected(output_dir, cfg, err)
@@ -53,15 +55,13 @@ def main(cfg: DictConfig) -> float:
             return math.nan
         sys.exit(1)
     except Exception as err:
-        from src.callbacks.nonfinite import NonFiniteError
-        from src.checkpointing import CheckpointError
-        from src.data.idx import DatasetError
+        from src.errors import UserError
 
         # The run record already says "failed" and why; in a sweep the other jobs go on.
         if multirun and not cfg.get("debug"):
             print(f"error: job failed: {type(err).__name__}: {err}", file=sys.stderr)
             return math.nan
-        if isinstance(err, (NonFiniteError, CheckpointError, DatasetError)) and not cfg.get("debug"):
+        if isinstance(err, UserError) and not cfg.get("debug"):
             print(f"error: {err}", file=sys.stderr)  # diagnosed: one line, no traceback
             sys.exit(1)
         raise
@@ -73,6 +73,6 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    from src.config_checks import cli
+    from src.cli import cli
 
     cli(main)  # Hydra's own errors (unknown option or key, bad override) in one line, exit 2

@@ -12,8 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.data.sources import make_synthetic_dataset
 from src.utils.resolvers import register_resolvers
+from tests.synthetic import make_synthetic_dataset
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 REPO = CONF_DIR.parent
@@ -41,7 +41,7 @@ TINY = [
     "trainer.log_every_n_steps=2",
     "trainer.accelerator=cpu",
     "trainer.precision=32-true",  # the same numbers on every CPU (auto picks bf16 where it is fast)
-    "threads=1",  # as above: src.pipeline.configure_hardware would otherwise set all cores (threads=auto)
+    "threads=1",  # as above: src.training.pipeline.configure_hardware would otherwise set all cores (threads=auto)
 ]
 
 

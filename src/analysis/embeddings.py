@@ -1,4 +1,4 @@
-"""Embeddings of a whole split, and the analyses ``src.pipeline.run`` performs after the test.
+"""Embeddings of a whole split, and the analyses ``src.training.pipeline.run`` performs after the test.
 
 ``run_analyses`` takes the test embeddings the model kept during the test (the best-validation
 weights; embedded afresh if it kept none) and stores their angular geometry and their retrieval /
@@ -94,7 +94,7 @@ def _scalars(results: Mapping[str, Any]) -> dict[str, float]:
 
 def _tested_embeddings(model: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The embeddings the model kept during its last test (no second pass), if it kept them."""
-    emb, labels = getattr(model, "test_embeddings", None), getattr(model, "test_labels", None)
+    emb, labels = model.results.test_embeddings, model.results.test_labels  # empty in a DDP main process
     if not emb or not labels or len(emb) != len(labels):
         return None, None
     return torch.cat(emb), torch.cat(labels)

@@ -1,7 +1,7 @@
 """Evaluate a finished run again from its checkpoint, without training (``python -m src.evaluate``).
 
-The run's own ``config_resolved.yaml`` builds the data and model (``src.pipeline.build``); the
-checkpoint is read with ``weights_only=True`` (``src.checkpointing.load_checked``: a damaged file
+The run's own ``config_resolved.yaml`` builds the data and model (``src.training.pipeline.build``); the
+checkpoint is read with ``weights_only=True`` (``src.training.checkpointing.load_checked``: a damaged file
 is a one-line ``CheckpointError``). The model's weights and the data's normalisation statistics
 (saved in the checkpoint; recomputed from the training split when absent) are restored; the test
 set is run once through the same label-free ``test_step`` as after training, then every analysis
@@ -25,10 +25,12 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.analysis.embeddings import run_analyses
-from src.analysis.run_folders import CONFIG_NAME, EvaluationError, Target, best_checkpoint, read_record
+from src.analysis.run_folders import CONFIG_NAME, Target, best_checkpoint, read_record
 from src.callbacks.confusion import ConfusionMatrixLogger
-from src.checkpointing import CheckpointError, load_checked
-from src.records import git_commit, machine_description
+from src.config.moved import upgrade
+from src.errors import CheckpointError, EvaluationError
+from src.training.checkpointing import load_checked
+from src.training.records import git_commit, machine_description
 from src.utils.io import write_json_atomic
 
 EVALUATION_NAME = "evaluation.json"
@@ -42,6 +44,7 @@ def load_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
         raise EvaluationError(f"{run_dir}: {CONFIG_NAME} unreadable ({type(err).__name__})") from None
     if not isinstance(cfg, DictConfig):
         raise EvaluationError(f"{run_dir}: {CONFIG_NAME} is not a mapping")
+    cfg = OmegaConf.create(upgrade(OmegaConf.to_container(cfg)))  # components whose module moved since the run
     data = cfg.get("data")
     if isinstance(data, DictConfig) and "fallback" not in data:
         data.fallback = True  # runs from before data.fallback looked in the system folders after data.root
@@ -83,7 +86,7 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
     if not isinstance(state.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint {checkpoint} holds no state_dict: not a checkpoint of a training run")
 
-    from src.pipeline import build  # lazy: src.pipeline imports the training stack
+    from src.training.pipeline import build  # lazy: src.training.pipeline imports the training stack
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     torch.set_float32_matmul_precision(str(cfg.get("matmul_precision", "highest")))
@@ -107,7 +110,7 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
     )
     results = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     metrics: dict[str, Any] = {key.replace("/", "_"): float(value) for key, value in results.items()}
-    confusion = getattr(model, "last_test_confusion", None)
+    confusion = model.results.test_confusion
     if confusion is not None:
         metrics["test_confusion"] = confusion.tolist()
     metrics["class_names"] = model.class_names

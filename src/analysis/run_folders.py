@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from src.errors import EvaluationError
+
 CONFIG_NAME = "config_resolved.yaml"
 RECORD_NAME = "metrics.json"
-
-
-class EvaluationError(RuntimeError):
-    """A run that cannot be evaluated: one line naming the run and the reason."""
 
 
 @dataclass(frozen=True)

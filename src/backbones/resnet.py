@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from src.config.checks import check_int, check_number
+
 
 class PreActBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
@@ -32,7 +34,10 @@ class ResNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.embedding_dim = embedding_dim
+        self.embedding_dim = check_int("backbone.embedding_dim", embedding_dim, 1)
+        check_int("backbone.width", width, 1)
+        check_int("backbone.blocks_per_stage", blocks_per_stage, 1)
+        check_number("backbone.dropout", dropout, 0.0, 1.0, high_open=True)
         widths = [width, 2 * width, 4 * width]
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)]
         cin = width

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from src.config.checks import check_int
+
 
 class SeedCNN(nn.Module):
     """Conv32-Conv32-Pool-Drop(.25)-Conv64-Conv64-Pool-Drop(.25)-Dense128(ReLU)-BN-Drop(.5).
@@ -20,7 +22,7 @@ class SeedCNN(nn.Module):
     def __init__(self, embedding_dim: int = 128, in_channels: int = 1, image_size: int = 28,
                  keras_init: bool = False) -> None:
         super().__init__()
-        self.embedding_dim = embedding_dim
+        self.embedding_dim = check_int("backbone.embedding_dim", embedding_dim, 1)
 
         def conv(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True))

@@ -16,11 +16,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from src.pipeline import configure_hardware
+from src.config import CONF_DIR
+from src.training.pipeline import configure_hardware
 from src.utils.resolvers import register_resolvers
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
 
 # --------------------------------------------------------------------------------------------
 # Configuration

@@ -56,8 +56,8 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from src.bench.common import autocast_for, compose_config, quiet_lightning, resolve_device, sync, write_results
-from src.model import MarginClassifier
-from src.pipeline import build
+from src.training.model import MarginClassifier
+from src.training.pipeline import build
 from src.utils.hardware import cpu_model, flush_denormals
 
 ABLATIONS = ("framework-nocb", "framework-min")

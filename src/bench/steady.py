@@ -5,7 +5,7 @@
 
 It trains as ``python -m src.train`` does: the config composed from ``conf/`` with the same
 precision, threads and flush-to-zero choices (``configure_hardware``), the datamodule and
-``MarginClassifier`` from ``src.pipeline.build``, the callbacks and loggers of ``conf/callbacks`` and
+``MarginClassifier`` from ``src.training.pipeline.build``, the callbacks and loggers of ``conf/callbacks`` and
 ``conf/logger``, the checkpoint plugin, validation every epoch, and after fitting the test on the best
 checkpoint and the post-test analyses. Only the progress bar is off. One callback appended last
 (``RunClock``) records:
@@ -53,7 +53,7 @@ from omegaconf import DictConfig
 
 from src.analysis.embeddings import run_analyses
 from src.bench.common import compose_config, quiet_lightning, write_results
-from src.pipeline import build
+from src.training.pipeline import build
 from src.utils.hardware import cpu_model, flush_denormals
 
 EPOCH_HOOKS = ("on_train_epoch_end", "on_validation_epoch_end", "on_validation_end")

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from src.plots import confusion_figure
+from src.utils.plots import confusion_figure
 
 
 def logged_step(trainer: pl.Trainer) -> int:
@@ -21,7 +21,8 @@ def logged_step(trainer: pl.Trainer) -> int:
 
 class ConfusionMatrixLogger(pl.Callback):
     """Computes the module's ``val_confusion`` / ``test_confusion`` (synchronised across processes
-    by torchmetrics), keeps the last matrices on the module and draws them on rank zero.
+    by torchmetrics), keeps the last matrices in the module's ``results`` (``StageResults``) and
+    draws them on rank zero.
 
     ``title`` names the run in every figure, e.g. ``"arcface m=0.5"`` (conf/callbacks/default.yaml).
     """
@@ -35,7 +36,7 @@ class ConfusionMatrixLogger(pl.Callback):
         metric.reset()
         if trainer.sanity_checking:
             return
-        setattr(module, f"last_{stage}_confusion", matrix)
+        module.results.set_confusion(stage, matrix)
         if not trainer.is_global_zero:
             return
         when = f"val, epoch {trainer.current_epoch}" if stage == "val" else "test, best checkpoint"

@@ -17,13 +17,15 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EMAWeightAveraging
 from pytorch_lightning.trainer.states import TrainerFn
 
+from src.config.checks import fail, is_number
+
 
 class EMA(EMAWeightAveraging):
     """``decay`` in (0, 1): weight of the running average per step (0.999 ~ the last 1000 steps)."""
 
     def __init__(self, decay: float = 0.999, update_starting_at_step: int | None = None, **kwargs: Any) -> None:
-        if not 0.0 < float(decay) < 1.0:
-            raise ValueError(f"callbacks.ema.decay={decay} is invalid: must be in (0, 1)")
+        if not (is_number(decay) and 0.0 < decay < 1.0):
+            fail("callbacks.ema.decay", decay, "must be in (0, 1)")
         super().__init__(decay=float(decay), update_starting_at_step=update_starting_at_step, **kwargs)
 
     def on_load_checkpoint(

@@ -21,7 +21,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.embeddings import embed_batches, thumbnails
-from src.plots import plt  # matplotlib with the headless backend already selected
+from src.utils.plots import plt  # matplotlib with the headless backend already selected
 
 
 def _first_loader(loaders: Any) -> Any:

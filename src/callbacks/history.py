@@ -15,7 +15,7 @@ class EpochHistory(pl.Callback):
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
-        # Told every finished epoch's rows (src.pipeline writes them to the run record at once).
+        # Told every finished epoch's rows (src.training.pipeline writes them to the run record at once).
         self.listener: Callable[[list[dict[str, float]]], None] | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

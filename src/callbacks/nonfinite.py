@@ -12,7 +12,7 @@ and floating-point buffers are checked every ``check_weights_every_n_steps`` opt
 the end of every training epoch and before every checkpoint is written, so a diverged model is
 never saved as ``last.ckpt`` and picked up by ``resume=true``.
 
-The raised ``NonFiniteError`` ends ``trainer.fit``; ``src.pipeline.run`` marks the run record
+The raised ``NonFiniteError`` ends ``trainer.fit``; ``src.training.pipeline.run`` marks the run record
 ``failed`` with the message, and in a multirun the other jobs go on.
 """
 
@@ -24,10 +24,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-
-class NonFiniteError(RuntimeError):
-    """The training loss or a weight became NaN or infinite."""
-
+from src.config.checks import check_int
+from src.errors import NonFiniteError
 
 HINT = "lower optimizer.lr, set trainer.gradient_clip_val, or use trainer.precision=32-true"
 
@@ -40,10 +38,11 @@ def _describe(t: torch.Tensor) -> str:
 
 class NonFiniteGuard(pl.Callback):
     def __init__(self, check_loss_every_n_steps: int = 1, check_weights_every_n_steps: int = 50) -> None:
-        if int(check_loss_every_n_steps) < 0 or int(check_weights_every_n_steps) < 0:
-            raise ValueError("NonFiniteGuard: check intervals must be integers >= 0 (0 switches a check off)")
-        self.loss_every = int(check_loss_every_n_steps)
-        self.weights_every = int(check_weights_every_n_steps)
+        # 0 switches a check off.
+        self.loss_every = check_int("callbacks.nonfinite.check_loss_every_n_steps", check_loss_every_n_steps, 0,
+                                    whole_floats=True)
+        self.weights_every = check_int("callbacks.nonfinite.check_weights_every_n_steps", check_weights_every_n_steps,
+                                       0, whole_floats=True)
         # The losses noted since the last read, on the loss's device, and where each was noted.
         self._losses: torch.Tensor | None = None
         self._noted: list[tuple[int, int, int]] = []

@@ -16,7 +16,7 @@ is set *before* saving, so the state inside the file already names it: a resumed
 A checkpoint written mid-epoch resumes mid-epoch: the epoch's remaining batches are taken from the
 start of that epoch's order (the batches are not a stateful loader), so a resumed run matches an
 uninterrupted one exactly only when it resumes from an end-of-epoch ``last.ckpt`` (e.g. after a
-SIGKILL). ``interruption`` tells ``src.pipeline`` how a run ended: record status ``interrupted``
+SIGKILL). ``interruption`` tells ``src.training.pipeline`` how a run ended: record status ``interrupted``
 and exit code 130 (Ctrl-C) or 143 (SIGTERM).
 """
 

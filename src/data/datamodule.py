@@ -8,9 +8,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from src.config.checks import fail
 from src.data.batches import InMemoryBatches
-from src.data.idx import DatasetError
-from src.data.sources import DATASETS, describe_files, locate, read_split
+from src.data.sources import DATASETS, dataset_spec, describe_files, locate, read_split
+from src.errors import DatasetError
 
 # With no data.root: looked in first and downloaded into (after the dataset's system folders).
 DEFAULT_ROOT = "data"
@@ -39,7 +40,10 @@ def data_roots(name: str, root: str | None, fallback: bool) -> tuple[Path, bool]
 class ImageClassificationData(pl.LightningDataModule):
     """Train/validation split carved from the training file with its own seed; the test file is
     read only for ``trainer.test``. Classes in ``held_out_classes`` are removed from training and
-    validation (open-set study); their test images are kept apart in ``open_set_test``."""
+    validation (open-set study); their test images are kept apart in ``open_set_test``.
+
+    Its options are checked before it is built (``src.config.validate.check_data``, from the config);
+    only what needs the files (a local file smaller than the dataset) is checked when they are read."""
 
     def __init__(
         self,
@@ -62,8 +66,7 @@ class ImageClassificationData(pl.LightningDataModule):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
-        if name not in DATASETS:
-            raise ValueError(f"data.name={name!r} is unknown; valid: {', '.join(sorted(DATASETS))}")
+        all_names = dataset_spec(name).class_names
         self.name, self.root, self.download, self.verify = name, root, download, verify
         self.fallback = bool(fallback)
         self._paths: dict[str, Path] | None = None
@@ -73,7 +76,6 @@ class ImageClassificationData(pl.LightningDataModule):
         self.normalize, self.hflip, self.crop_padding = normalize, hflip, int(crop_padding)
         self.held_out_classes = sorted(int(c) for c in held_out_classes)
         self.seed, self.channels_last = int(seed), channels_last
-        all_names = DATASETS[name].class_names
         self.known_classes = [c for c in range(len(all_names)) if c not in self.held_out_classes]
         self.class_names = [all_names[c] for c in self.known_classes]
         self.mean, self.std = 0.0, 1.0
@@ -116,10 +118,8 @@ class ImageClassificationData(pl.LightningDataModule):
             images, labels = read_split(self.name, self.files(), "train")
             images, labels = self._keep_known(images, labels)
             if not 0 < self.val_size < len(labels):
-                raise ValueError(
-                    f"data.val_size={self.val_size} is invalid: must be in [1, {len(labels) - 1}] "
-                    f"for {len(labels)} training images"
-                )
+                fail("data.val_size", self.val_size, f"must be in [1, {len(labels) - 1}] for {len(labels)} training "
+                     "images")  # a local file smaller than the dataset's upstream size: known only now
             order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
             val_idx, train_idx = order[: self.val_size], order[self.val_size :]
             if self.train_subset:

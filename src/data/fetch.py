@@ -7,8 +7,8 @@ import os
 import sys
 
 from src.data.datamodule import data_roots
-from src.data.idx import DatasetError
 from src.data.sources import DATASETS, locate
+from src.errors import DatasetError
 
 
 def main(argv: list[str] | None = None) -> int:

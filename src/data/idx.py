@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from src.errors import DatasetError
+
 __all__ = [
     "DatasetError",
     "IDX_DTYPES",
@@ -36,10 +38,6 @@ IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _CODE_BY_KIND: dict[str, int] = {np.dtype(dt).str[1:]: code for code, dt in IDX_DTYPES.items()}
-
-
-class DatasetError(RuntimeError):
-    """A dataset file is missing, unreadable, corrupt or fails its checksum."""
 
 
 def read_idx_bytes(path: str | Path) -> tuple[bytes, bytes]:

@@ -16,7 +16,7 @@ md5, OR its decompressed content has the known sha256. A file whose decompressed
 upstream file's size claims to be that file, so it must pass one of those checks when a
 decompressed sha256 is known (MNIST has none here: there a wrong gzip md5 only logs a warning,
 since a recompressed copy is legitimate). A file of any other size is not an upstream file (the
-tiny synthetic sets the tests build), so it is checked structurally only. Downloads always come
+tiny synthetic sets the tests build, tests/synthetic.py), so it is checked structurally only. Downloads always come
 from upstream, so a download must match a known checksum whenever one exists.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
-import math
 import os
 import tempfile
 import urllib.error
@@ -33,11 +32,14 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from src.data.idx import GZIP_MAGIC, DatasetError, decode_idx, read_idx_bytes, write_idx
+from src.config.checks import fail
+from src.data.idx import GZIP_MAGIC, decode_idx, read_idx_bytes
+from src.errors import DatasetError
 from src.utils.io import fsync_dir
 
 __all__ = [
@@ -52,7 +54,6 @@ __all__ = [
     "get_spec",
     "load_split",
     "locate",
-    "make_synthetic_dataset",
     "verify_file",
 ]
 
@@ -181,6 +182,13 @@ DATASETS: dict[str, DatasetSpec] = {
         mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",),
     ),
 }
+
+
+def dataset_spec(name: Any) -> DatasetSpec:
+    """The dataset ``data.name`` names (exactly, as in the config); a ``ConfigError`` otherwise."""
+    if not isinstance(name, str) or name not in DATASETS:
+        fail("data.name", name, f"must be one of {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
 
 
 def get_spec(name: str | DatasetSpec) -> DatasetSpec:
@@ -493,47 +501,3 @@ def read_split(name: str | DatasetSpec, paths: Mapping[str, Path], split: str) -
             f"{paths[lk]}: label {int(labels.max())} out of range for {spec.num_classes} classes"
         )
     return torch.from_numpy(images), torch.from_numpy(labels).long()
-
-
-# ----------------------------------------------------------------------------------------------
-# Synthetic data for tests
-
-
-def make_synthetic_dataset(
-    folder: str | Path,
-    n_train: int = 600,
-    n_test: int = 200,
-    num_classes: int = 10,
-    seed: int = 0,
-    image_size: int = 28,
-) -> dict[str, Path]:
-    """Write four gzip IDX files with a learnable class pattern into ``folder``; return ``{key: path}``.
-
-    Class c is a bright square in cell c of a ceil(sqrt(num_classes))-wide grid, jittered by a
-    pixel, over uniform noise: a tiny CNN (or even nearest-centroid) separates the classes in a
-    few steps. Sizes differ from upstream, so locate() checks these files structurally only.
-    """
-    if not 1 <= num_classes <= 256:
-        raise ValueError("num_classes must be in 1..256 (labels are uint8)")
-    grid = math.ceil(math.sqrt(num_classes))
-    cell = image_size // grid
-    if cell < 3:
-        raise ValueError(f"image_size {image_size} too small for {num_classes} classes")
-    side = max(1, cell - 2)  # leaves one pixel each side for the jitter
-    rng = np.random.default_rng(seed)
-    folder = Path(folder)
-    out = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        labels = np.arange(n) % num_classes  # balanced
-        rng.shuffle(labels)
-        images = rng.integers(0, 80, size=(n, image_size, image_size), dtype=np.int16)
-        jitter = rng.integers(0, 3, size=(n, 2))
-        brightness = rng.integers(170, 256, size=n)
-        for i, (c, (dy, dx)) in enumerate(zip(labels, jitter, strict=True)):
-            y0 = (c // grid) * cell + dy
-            x0 = (c % grid) * cell + dx
-            images[i, y0 : y0 + side, x0 : x0 + side] = brightness[i]
-        ik, lk = SPLITS[split]
-        out[ik] = write_idx(folder / FILENAMES[ik], images.clip(0, 255).astype(np.uint8))
-        out[lk] = write_idx(folder / FILENAMES[lk], labels.astype(np.uint8))
-    return out

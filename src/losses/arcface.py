@@ -16,7 +16,8 @@ import math
 
 import torch
 
-from src.losses.base import CosineMarginHead, check_choice, check_real, no_autocast
+from src.config.checks import check_choice, check_number
+from src.losses.base import CosineMarginHead, no_autocast
 from src.losses.margin import arc_cos_plus, arc_margin_cos
 
 CONVENTIONS = ("monotone", "fallback")
@@ -36,9 +37,9 @@ class ArcFace(CosineMarginHead):
     ) -> None:
         super().__init__(embedding_dim, num_classes)
         # No upper bound: m = 2, 4 and 6 rad are part of the study and Phi is defined for all m.
-        self.m = check_real("arcface", "m", m, low=0.0)
-        self.s = check_real("arcface", "s", s, low=0.0, low_open=True)
-        self.convention = check_choice("arcface", "convention", convention, CONVENTIONS)
+        self.m = check_number("loss.m", m, low=0.0, owner="arcface")
+        self.s = check_number("loss.s", s, low=0.0, low_open=True, owner="arcface")
+        self.convention = check_choice("loss.convention", convention, CONVENTIONS, owner="arcface")
 
     def target_cos(self, cos_t: torch.Tensor) -> torch.Tensor:
         """The margin-modified target cosine (before the scale s) for true-class cosines."""

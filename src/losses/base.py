@@ -14,10 +14,10 @@ Heads are built from ``conf/loss/*.yaml`` with
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from src.config.checks import check_int
 
 
 class LossHead(nn.Module):
@@ -30,12 +30,8 @@ class LossHead(nn.Module):
 
     def __init__(self, embedding_dim: int, num_classes: int) -> None:
         super().__init__()
-        if int(embedding_dim) < 1:
-            raise ValueError(f"embedding_dim={embedding_dim} is invalid: must be an integer >= 1")
-        if int(num_classes) < 2:
-            raise ValueError(f"num_classes={num_classes} is invalid: must be an integer >= 2")
-        self.embedding_dim = int(embedding_dim)
-        self.num_classes = int(num_classes)
+        self.embedding_dim = check_int("embedding_dim", embedding_dim, 1, whole_floats=True)
+        self.num_classes = check_int("num_classes", num_classes, 2, whole_floats=True)
         self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim))
         nn.init.xavier_uniform_(self.weight)
 
@@ -76,7 +72,7 @@ class CosineMarginHead(LossHead):
 
 
 # --------------------------------------------------------------------------------------------
-# Small shared helpers (numerics and parameter checks).
+# Small shared helpers (numerics). Parameter checks: src/config/checks.py (owner = the loss's name).
 # --------------------------------------------------------------------------------------------
 
 # Floor of the norm in ``unit``: a zero embedding's cosine is 0, and the gradient reaching an
@@ -113,64 +109,3 @@ def cosine_matrix(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
 def replace_target(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Out-of-place: ``logits`` with each row's true-class entry replaced by ``target`` (N,)."""
     return logits.scatter(1, labels.view(-1, 1), target.view(-1, 1).to(logits.dtype))
-
-
-def invalid(loss: str, key: str, value: object, rule: str) -> ValueError:
-    """The one-line error every parameter check raises: key, value, allowed range."""
-    return ValueError(f"loss.{key}={value} is invalid for {loss}: {rule}")
-
-
-def _as_float(loss: str, key: str, value: object, rule: str) -> float:
-    """``value`` as a float; booleans and non-numbers fail with the key's ``rule``."""
-    if isinstance(value, bool):
-        raise invalid(loss, key, value, rule)
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise invalid(loss, key, value, rule) from None
-
-
-def check_real(
-    loss: str,
-    key: str,
-    value: object,
-    *,
-    low: float | None = None,
-    low_open: bool = False,
-    high: float | None = None,
-) -> float:
-    """``value`` as a finite float in [low, high] (or (low, high] with ``low_open``)."""
-    rng = (
-        ("> " if low_open else ">= ") + f"{low:g}" if low is not None else "",
-        f"<= {high:g}" if high is not None else "",
-    )
-    rule = f"{key} must be a finite number " + " and ".join(r for r in rng if r)
-    v = _as_float(loss, key, value, rule)
-    if (
-        not math.isfinite(v)
-        or (low is not None and (v <= low if low_open else v < low))
-        or (high is not None and v > high)
-    ):
-        raise invalid(loss, key, value, rule)
-    return v
-
-
-def check_int(loss: str, key: str, value: object, *, low: int) -> int:
-    """``value`` as an int >= low; integral floats such as 2.0 are accepted, 2.5 is not."""
-    rule = f"{key} must be an integer >= {low}"
-    v = _as_float(loss, key, value, rule)
-    if not math.isfinite(v) or v != int(v) or int(v) < low:
-        raise invalid(loss, key, value, rule)
-    return int(v)
-
-
-def check_choice(loss: str, key: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise invalid(loss, key, value, f"{key} must be one of {', '.join(choices)}")
-    return str(value)
-
-
-def check_bool(loss: str, key: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise invalid(loss, key, value, f"{key} must be true or false")
-    return value

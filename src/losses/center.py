@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from src.losses.base import at_least_float32, check_real, no_autocast
+from src.config.checks import check_number
+from src.losses.base import at_least_float32, no_autocast
 from src.losses.softmax import Softmax
 
 
@@ -20,7 +21,7 @@ class CenterLoss(Softmax):
 
     def __init__(self, embedding_dim: int, num_classes: int, lambda_c: float = 0.003) -> None:
         super().__init__(embedding_dim, num_classes)
-        self.lambda_c = check_real("center", "lambda_c", lambda_c, low=0.0)
+        self.lambda_c = check_number("loss.lambda_c", lambda_c, low=0.0, owner="center")
         self.centers = nn.Parameter(torch.zeros(self.num_classes, self.embedding_dim))
 
     def center_term(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from src.losses.base import CosineMarginHead, check_real
+from src.config.checks import check_number
+from src.losses.base import CosineMarginHead
 from src.losses.margin import combined_margin_cos
 
 
@@ -31,10 +32,10 @@ class CombinedMargin(CosineMarginHead):
         s: float = 30.0,
     ) -> None:
         super().__init__(embedding_dim, num_classes)
-        self.m1 = check_real("combined", "m1", m1, low=0.0, low_open=True)
-        self.m2 = check_real("combined", "m2", m2, low=0.0)
-        self.m3 = check_real("combined", "m3", m3, low=0.0)
-        self.s = check_real("combined", "s", s, low=0.0, low_open=True)
+        self.m1 = check_number("loss.m1", m1, low=0.0, low_open=True, owner="combined")
+        self.m2 = check_number("loss.m2", m2, low=0.0, owner="combined")
+        self.m3 = check_number("loss.m3", m3, low=0.0, owner="combined")
+        self.s = check_number("loss.s", s, low=0.0, low_open=True, owner="combined")
 
     def target_cos(self, cos_t: torch.Tensor) -> torch.Tensor:
         return combined_margin_cos(cos_t, self.m1, self.m2) - self.m3

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from src.config import CONF_DIR, group_options
+from src.errors import ConfigError
 
 
 def loss_config(name: str) -> DictConfig:
@@ -16,8 +15,8 @@ def loss_config(name: str) -> DictConfig:
     extends ``sphereface``) come out whole; ``instantiate(loss_config("arcface"), embedding_dim=D,
     num_classes=C)`` builds the head."""
     if not (CONF_DIR / "loss" / f"{name}.yaml").is_file():
-        options = ", ".join(sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml")))
-        raise ValueError(f"loss={name} is not an option of the 'loss' config group; valid: {options}")
+        options = ", ".join(group_options("loss"))
+        raise ConfigError(f"loss={name} is not an option of the 'loss' config group; valid: {options}")
     initialized = GlobalHydra.instance().is_initialized()
     if initialized:  # inside a Hydra app: compose without disturbing its global state
         return compose(config_name=f"loss/{name}").loss

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from src.losses.base import CosineMarginHead, check_real
+from src.config.checks import check_number
+from src.losses.base import CosineMarginHead
 
 
 class CosFace(CosineMarginHead):
@@ -12,8 +13,8 @@ class CosFace(CosineMarginHead):
 
     def __init__(self, embedding_dim: int, num_classes: int, m: float = 0.35, s: float = 30.0) -> None:
         super().__init__(embedding_dim, num_classes)
-        self.m = check_real("cosface", "m", m, low=0.0)
-        self.s = check_real("cosface", "s", s, low=0.0, low_open=True)
+        self.m = check_number("loss.m", m, low=0.0, owner="cosface")
+        self.s = check_number("loss.s", s, low=0.0, low_open=True, owner="cosface")
 
     def target_cos(self, cos_t: torch.Tensor) -> torch.Tensor:
         return cos_t - self.m

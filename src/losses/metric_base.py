@@ -29,7 +29,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from src.losses.base import LossHead, at_least_float32, check_choice, check_real, cosine_matrix, no_autocast, unit
+from src.config.checks import check_choice, check_number
+from src.losses.base import LossHead, at_least_float32, cosine_matrix, no_autocast, unit
 
 # Floor under squared distances before a square root: sqrt has an infinite gradient at 0
 # (identical or duplicated embeddings).
@@ -59,10 +60,12 @@ class MetricLossHead(LossHead):
     ) -> None:
         super().__init__(embedding_dim, num_classes)
         name = self.loss_name
-        self.m = check_real(name, "m", self.default_m if m is None else m, low=0.0)
-        self.mining = check_choice(name, "mining", self.default_mining if mining is None else mining, self.minings)
-        self.softmax_weight = check_real(name, "softmax_weight", softmax_weight, low=0.0)
-        self.center_decay = check_real(name, "center_decay", center_decay, low=0.0, low_open=True, high=1.0)
+        self.m = check_number("loss.m", self.default_m if m is None else m, low=0.0, owner=name)
+        self.mining = check_choice("loss.mining", self.default_mining if mining is None else mining, self.minings,
+                                   owner=name)
+        self.softmax_weight = check_number("loss.softmax_weight", softmax_weight, low=0.0, owner=name)
+        self.center_decay = check_number("loss.center_decay", center_decay, low=0.0, low_open=True, high=1.0,
+                                         owner=name)
         self.bias = nn.Parameter(torch.zeros(self.num_classes))
         self.register_buffer("center_sum", torch.zeros(self.num_classes, self.embedding_dim))
         self.register_buffer("center_count", torch.zeros(self.num_classes))

@@ -8,7 +8,8 @@ reference point for their margins."""
 
 from __future__ import annotations
 
-from src.losses.base import CosineMarginHead, check_real
+from src.config.checks import check_number
+from src.losses.base import CosineMarginHead
 
 
 class NormFace(CosineMarginHead):
@@ -16,6 +17,6 @@ class NormFace(CosineMarginHead):
 
     def __init__(self, embedding_dim: int, num_classes: int, s: float = 16.0) -> None:
         super().__init__(embedding_dim, num_classes)
-        self.s = check_real("normface", "s", s, low=0.0, low_open=True)
+        self.s = check_number("loss.s", s, low=0.0, low_open=True, owner="normface")
 
     # target_cos: the base class's identity (no margin).

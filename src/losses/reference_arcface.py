@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from src.losses.base import at_least_float32, check_bool, check_real, no_autocast
+from src.config.checks import check_bool, check_number
+from src.losses.base import at_least_float32, no_autocast
 from src.losses.margin import arc_cos_plus
 from src.losses.reference_protocol import ReferenceHead
 
@@ -23,8 +24,8 @@ class ReferenceArcFace(ReferenceHead):
     def __init__(self, embedding_dim: int, num_classes: int, m: float = 0.5, s: float = 30.0,
                  easy_margin: bool = False, mixing: str = "raw_label", weight_l2: float = 1e-4) -> None:
         super().__init__(embedding_dim, num_classes, s=s, mixing=mixing, weight_l2=weight_l2)
-        self.m = check_real("reference_arcface", "m", m, low=0.0)
-        self.easy_margin = check_bool("reference_arcface", "easy_margin", easy_margin)
+        self.m = check_number("loss.m", m, low=0.0, owner="reference_arcface")
+        self.easy_margin = check_bool("loss.easy_margin", easy_margin, owner="reference_arcface")
 
     def target_cos(self, cos: torch.Tensor) -> torch.Tensor:
         with no_autocast(cos):

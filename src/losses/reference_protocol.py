@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from src.losses.base import LossHead, check_choice, check_real, cosine_matrix
+from src.config.checks import check_choice, check_number
+from src.losses.base import LossHead, cosine_matrix
 
 MIXINGS = ("raw_label", "one_hot_broadcast")
 # Keras' backend epsilon: categorical_crossentropy clips probabilities to [eps, 1 - eps].
@@ -59,10 +60,10 @@ class ReferenceHead(LossHead):
                  weight_l2: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes)  # xavier_uniform = Keras glorot_uniform
         name = type(self).__name__
-        self.s = check_real(name, "s", s, low=0.0, low_open=True)
-        self.mixing = check_choice(name, "mixing", mixing, MIXINGS)
+        self.s = check_number("loss.s", s, low=0.0, low_open=True, owner=name)
+        self.mixing = check_choice("loss.mixing", mixing, MIXINGS, owner=name)
         # Keras regularizers.l2(c) adds c * sum(W^2) to the loss (the ArcFace script used 1e-4).
-        self.weight_l2 = check_real(name, "weight_l2", weight_l2, low=0.0)
+        self.weight_l2 = check_number("loss.weight_l2", weight_l2, low=0.0, owner=name)
 
     def target_cos(self, cos: torch.Tensor) -> torch.Tensor:
         """The reference's margin target, applied to every entry of the (N, C) cosine matrix."""

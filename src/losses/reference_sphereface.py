@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from src.losses.base import at_least_float32, check_real, no_autocast
+from src.config.checks import check_number
+from src.losses.base import at_least_float32, no_autocast
 from src.losses.reference_protocol import KERAS_EPSILON, ReferenceHead
 
 
@@ -20,7 +21,7 @@ class ReferenceSphereFace(ReferenceHead):
     def __init__(self, embedding_dim: int, num_classes: int, m: float = 2.0, s: float = 30.0,
                  mixing: str = "raw_label", weight_l2: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes, s=s, mixing=mixing, weight_l2=weight_l2)
-        self.m = check_real("reference_sphereface", "m", m, low=0.0, low_open=True)
+        self.m = check_number("loss.m", m, low=0.0, low_open=True, owner="reference_sphereface")
 
     def target_cos(self, cos: torch.Tensor) -> torch.Tensor:
         with no_autocast(cos):

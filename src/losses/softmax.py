@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from src.losses.base import LossHead, at_least_float32, check_real, no_autocast
+from src.config.checks import check_number
+from src.losses.base import LossHead, at_least_float32, no_autocast
 
 
 class Softmax(LossHead):
@@ -18,7 +19,8 @@ class Softmax(LossHead):
     def __init__(self, embedding_dim: int, num_classes: int, label_smoothing: float = 0.0) -> None:
         super().__init__(embedding_dim, num_classes)
         self.bias = nn.Parameter(torch.zeros(self.num_classes))
-        self.label_smoothing = check_real("softmax", "label_smoothing", label_smoothing, low=0.0, high=0.99)
+        self.label_smoothing = check_number("loss.label_smoothing", label_smoothing, low=0.0, high=0.99,
+                                            owner="softmax")
 
     def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
         # float32 with autocast off, like every head: the logits feed a cross-entropy.

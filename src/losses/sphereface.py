@@ -22,16 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from src.losses.base import (
-    LossHead,
-    at_least_float32,
-    check_bool,
-    check_int,
-    check_real,
-    cosine_matrix,
-    no_autocast,
-    replace_target,
-)
+from src.config.checks import check_bool, check_int, check_number
+from src.losses.base import LossHead, at_least_float32, cosine_matrix, no_autocast, replace_target
 from src.losses.margin import sphere_psi
 
 
@@ -56,14 +48,14 @@ class SphereFace(LossHead):
     ) -> None:
         super().__init__(embedding_dim, num_classes)
         name = self.loss_name
-        self.m = check_int(name, "m", m, low=1)
-        self.lambda_base = check_real(name, "lambda_base", lambda_base, low=0.0)
-        self.lambda_gamma = check_real(name, "lambda_gamma", lambda_gamma, low=0.0)
-        self.lambda_power = check_real(name, "lambda_power", lambda_power, low=0.0)
-        self.lambda_min = check_real(name, "lambda_min", lambda_min, low=0.0)
-        self.anneal = check_bool(name, "anneal", anneal)
-        self.normalize_features = check_bool(name, "normalize_features", normalize_features)
-        self.s = check_real(name, "s", s, low=0.0, low_open=True)
+        self.m = check_int("loss.m", m, low=1, whole_floats=True, owner=name)
+        self.lambda_base = check_number("loss.lambda_base", lambda_base, low=0.0, owner=name)
+        self.lambda_gamma = check_number("loss.lambda_gamma", lambda_gamma, low=0.0, owner=name)
+        self.lambda_power = check_number("loss.lambda_power", lambda_power, low=0.0, owner=name)
+        self.lambda_min = check_number("loss.lambda_min", lambda_min, low=0.0, owner=name)
+        self.anneal = check_bool("loss.anneal", anneal, owner=name)
+        self.normalize_features = check_bool("loss.normalize_features", normalize_features, owner=name)
+        self.s = check_number("loss.s", s, low=0.0, low_open=True, owner=name)
         self.register_buffer("step", torch.zeros((), dtype=torch.int64), persistent=True)
 
     def lambda_at(self, step: int) -> float:

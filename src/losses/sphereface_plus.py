@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from src.losses.base import at_least_float32, check_real, no_autocast, unit
+from src.config.checks import check_number
+from src.losses.base import at_least_float32, no_autocast, unit
 from src.losses.sphereface import SphereFace
 
 # Floor under the squared distance of two class directions: the energy of coinciding weights is
@@ -30,8 +31,8 @@ class SphereFacePlus(SphereFace):
     ) -> None:
         """``alpha`` and ``mhe_power`` are SphereFace+'s own; the rest are SphereFace's (m, lambda_*, ...)."""
         super().__init__(embedding_dim, num_classes, **sphereface)
-        self.alpha = check_real(self.loss_name, "alpha", alpha, low=0.0)
-        self.mhe_power = check_real(self.loss_name, "mhe_power", mhe_power, low=0.0)
+        self.alpha = check_number("loss.alpha", alpha, low=0.0, owner=self.loss_name)
+        self.mhe_power = check_number("loss.mhe_power", mhe_power, low=0.0, owner=self.loss_name)
 
     def hyperspherical_energy(self) -> torch.Tensor:
         with no_autocast(self.weight):

@@ -32,7 +32,7 @@ def _curve(runs: Sequence[Run], metric: str = "val/acc") -> tuple[np.ndarray, np
 def curve_figures(groups: Sequence[Group], out: Path) -> list[tuple[str, str]]:
     """One PNG per loss: the mean validation accuracy per epoch for each m (band: min..max over
     seeds), the baseline dashed for reference. Returns ``(loss, file name)`` pairs."""
-    from src.plots import plt
+    from src.utils.plots import plt
 
     written = []
     losses = sorted({g.loss for g in groups}, key=lambda x: (LOSS_ORDER.index(x) if x in LOSS_ORDER else 9, x))
@@ -70,8 +70,9 @@ def curve_figures(groups: Sequence[Group], out: Path) -> list[tuple[str, str]]:
 
 
 def confusion_grid(groups: Sequence[Group], out: Path, name: str = "confusion_grid.png") -> str | None:
-    """Row-normalised test confusion matrices (counts summed over seeds), one panel per group."""
-    from src.plots import plt
+    """Row-normalised test confusion matrices (counts summed over seeds), one panel per group,
+    each drawn like the TensorBoard figure (``src.utils.plots.draw_confusion``)."""
+    from src.utils.plots import accuracy, draw_confusion, plt
 
     panels = [(g, *g.confusion()[:2]) for g in groups]
     panels = [(g, mat, names) for g, mat, names in panels if mat is not None]
@@ -85,18 +86,8 @@ def confusion_grid(groups: Sequence[Group], out: Path, name: str = "confusion_gr
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (group, mat, names) in zip(axes.flat, panels, strict=False):
-        share = mat / np.maximum(mat.sum(axis=1, keepdims=True), 1)
-        ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
-        n = len(mat)
-        ax.set_xticks(range(n), names, rotation=90, fontsize=6)
-        ax.set_yticks(range(n), names, fontsize=6)
-        for i in range(n):
-            for j in range(n):
-                if mat[i, j]:
-                    ax.text(j, i, str(mat[i, j]), ha="center", va="center", fontsize=4.5,
-                            color="white" if share[i, j] > 0.5 else "black")
-        acc = np.trace(mat) / max(mat.sum(), 1)
-        ax.set_title(f"{group.label}\n(n runs={len(group.runs)}, acc={acc:.2%})", fontsize=8)
+        draw_confusion(ax, mat, names, compact=True)
+        ax.set_title(f"{group.label}\n(n runs={len(group.runs)}, acc={accuracy(mat):.2%})", fontsize=8)
     fig.supxlabel("predicted", fontsize=8)
     fig.supylabel("true", fontsize=8)
     fig.tight_layout()

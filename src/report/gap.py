@@ -252,7 +252,7 @@ def _mean_curve(runs: Sequence[Any], key: str) -> tuple[list[int], list[float]]:
 def gap_figure(collected: Sequence[ConfigValues], out: Path, name: str = "reference_protocol_audit.png") -> str:
     """Per configuration, the test accuracy after every epoch: label-fed (the reference protocol)
     and label-free, mean over seeds, with the reported figure."""
-    from src.plots import plt
+    from src.utils.plots import plt
 
     fig, axes = plt.subplots(1, len(collected), figsize=(4.5 * len(collected), 3.8), dpi=100, squeeze=False)
     for ax, values in zip(axes[0], collected, strict=True):

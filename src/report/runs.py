@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from src.run_folder import CONFIG_NAME as CONFIG
-from src.run_folder import RECORD_NAME as RECORD
+from src.training.run_folder import CONFIG_NAME as CONFIG
+from src.training.run_folder import RECORD_NAME as RECORD
 from src.utils.text import finite_number as _number
 
 EVALUATION = "evaluation.json"

@@ -1,4 +1,5 @@
-"""Small value helpers shared by the report and the sweep summary, so both read and print alike."""
+"""Small value helpers shared by the report, the sweep summary and the error messages, so all read and
+print alike."""
 
 from __future__ import annotations
 
@@ -16,3 +17,8 @@ def finite_number(value: Any) -> float | None:
 def markdown_cell(value: Any) -> str:
     """``value`` as one markdown table cell: a ``|`` escaped, a line break flattened."""
     return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def one_line(text: Any) -> str:
+    """A multi-line message as one line: each line stripped, empty ones dropped, joined by spaces."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())

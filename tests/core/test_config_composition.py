@@ -8,7 +8,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from src.pipeline import build
+from src.training.pipeline import build
 from tests.conftest import CONF_DIR
 
 
@@ -67,6 +67,18 @@ def test_every_data_option(tiny_config, data: str, synthetic_root: Path) -> None
     assert len(datamodule.class_names) == 10
 
 
+def test_mnist_is_fashion_mnist_but_its_name() -> None:
+    """conf/data/mnist.yaml inherits fashion_mnist.yaml: the same keys, in the same order, with the
+    same values (interpolations unresolved), except data.name."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_config
+
+    mnist, fashion = (OmegaConf.to_container(compose_config([f"data={n}"]).data) for n in ("mnist", "fashion_mnist"))
+    assert mnist.pop("name") == "mnist" and fashion.pop("name") == "fashion_mnist"
+    assert list(mnist.items()) == list(fashion.items())
+
+
 def test_experiment_configs_compose(tiny_config) -> None:
     for option in options("experiment"):
         cfg = tiny_config(f"experiment={option}")
@@ -80,7 +92,7 @@ def test_margin_key_is_loss_m(tiny_config) -> None:
 
 
 def test_one_cycle_survives_tiny_runs() -> None:
-    from src.schedules import one_cycle
+    from src.training.schedules import one_cycle
 
     for total in range(1, 12):
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

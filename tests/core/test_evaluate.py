@@ -12,8 +12,8 @@ import pytest
 
 from src import evaluate, report
 from src.analysis.evaluation import EVALUATION_NAME
-from src.pipeline import run
-from tests.conftest import TINY, compose_config
+from src.training.pipeline import run
+from tests.conftest import REPO, TINY, compose_config
 
 LEAN = ["backbone=small2d", "trainer.max_epochs=1", "logger.tensorboard=null", "callbacks.embeddings=null",
         "callbacks.learning_rate=null"]
@@ -96,3 +96,19 @@ def test_user_mistakes_are_one_line(sweep: Path, tmp_path: Path, capsys) -> None
     assert "no such file or folder" in capsys.readouterr().out
     assert evaluate.main([str(tmp_path)]) == 1
     assert "no run folder below it" in capsys.readouterr().out
+
+
+def test_an_old_run_folder_config_builds_with_moved_modules(tmp_path: Path) -> None:
+    """config_resolved.yaml written before src/training/ existed names src.schedules.* and
+    src.checkpointing.*: src.evaluate reads those as the components' current paths."""
+    from hydra.utils import instantiate
+
+    from src.analysis.evaluation import load_config
+
+    old = (REPO / "experiments" / "study" / "runs" / "softmax_seed0" / "config_resolved.yaml").read_text()
+    assert "src.schedules.constant" in old  # written by the code of that time
+    (tmp_path / "config_resolved.yaml").write_text(old)
+    cfg = load_config(tmp_path)
+    assert cfg.scheduler._target_ == "src.training.schedules.constant"
+    assert cfg.checkpoint_io._target_ == "src.training.checkpointing.AtomicCheckpointIO"
+    assert callable(instantiate(cfg.scheduler)) and instantiate(cfg.checkpoint_io) is not None

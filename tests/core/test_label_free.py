@@ -8,7 +8,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from src.pipeline import build
+from src.training.pipeline import build
 
 
 @pytest.mark.parametrize(
@@ -25,14 +25,14 @@ def test_test_predictions_ignore_labels(tiny_config, tmp_path: Path, overrides: 
     )
     trainer.fit(model, datamodule=datamodule)
     trainer.test(model, datamodule=datamodule, verbose=False)
-    honest = torch.cat(model.test_predictions)
+    honest = torch.cat(model.results.test_predictions)
 
     images, labels = datamodule._test
     permuted = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
     assert (permuted != labels).any()
     datamodule._test = (images, permuted)
     trainer.test(model, datamodule=datamodule, verbose=False)
-    assert torch.equal(torch.cat(model.test_predictions), honest)
+    assert torch.equal(torch.cat(model.results.test_predictions), honest)
 
 
 def test_predict_step_takes_images_only(tiny_config) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.pipeline import run
+from src.training.pipeline import run
 
 NOT_METRICS = {"epoch", "step"}
 
@@ -84,7 +84,7 @@ def test_csv_alone_replaces_tensorboard(tiny_config, tmp_path: Path) -> None:
 def test_mlflow_without_its_extra_is_one_line(monkeypatch) -> None:
     import importlib.util
 
-    from src.config_checks import check_config
+    from src.config.validate import check_config
     from src.errors import ConfigError
     from tests.conftest import compose_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.pipeline import build, run
+from src.training.pipeline import build, run
 from tests.conftest import CONF_DIR
 
 LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml"))
@@ -49,7 +49,7 @@ def test_head_gets_backbone_embedding_size_by_interpolation(tiny_config) -> None
 
 
 def test_run_record_marks_failure(tiny_config, tmp_path: Path) -> None:
-    from src.data.idx import DatasetError
+    from src.errors import DatasetError
 
     corrupt = tmp_path / "corrupt"  # passes the config checks; fails once the data is read
     corrupt.mkdir()

@@ -11,7 +11,7 @@ import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from src.callbacks.ema import EMA
-from src.pipeline import build, run
+from src.training.pipeline import build, run
 
 EMA_OVERRIDE = "callbacks.ema={_target_:src.callbacks.ema.EMA,decay:0.9}"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from src.records import RunRecord
+from src.training.records import RunRecord
 
 
 def test_record_lifecycle_is_written_atomically(tmp_path: Path) -> None:

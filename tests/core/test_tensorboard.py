@@ -7,8 +7,8 @@ from pathlib import Path
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata
 
-from src.pipeline import run
 from src.tb.hparams import read_session_hparams
+from src.training.pipeline import run
 
 
 def load_events(folder: Path) -> list[EventAccumulator]:

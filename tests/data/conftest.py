@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from src.data.sources import DATASETS, DatasetSpec, FileSpec, make_synthetic_dataset
+from src.data.sources import DATASETS, DatasetSpec, FileSpec
+from tests.synthetic import make_synthetic_dataset
 
 
 def spec_for(files: dict[str, Path], name: str = "tiny", system_dirs: tuple[Path, ...] = ()) -> DatasetSpec:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from src.data.datamodule import ImageClassificationData
-from src.data.sources import DATASETS, FILENAMES, DatasetError, make_synthetic_dataset
+from src.data.sources import DATASETS, FILENAMES
+from src.errors import DatasetError
+from tests.synthetic import make_synthetic_dataset
 
 
 @pytest.fixture

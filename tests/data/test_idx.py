@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.data.idx import DatasetError, decode_idx, encode_idx, read_idx, write_idx
+from src.data.idx import decode_idx, encode_idx, read_idx, write_idx
+from src.errors import DatasetError
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 SHAPES = [(7,), (3, 5), (2, 3, 4), (0, 6)]

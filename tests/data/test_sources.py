@@ -17,8 +17,8 @@ from src.data.sources import (
     get_spec,
     load_split,
     locate,
-    make_synthetic_dataset,
 )
+from tests.synthetic import make_synthetic_dataset
 
 SYSTEM_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

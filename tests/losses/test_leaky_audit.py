@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 
 from src.losses.contrastive import Contrastive
 from src.losses.triplet import Triplet
-from src.pipeline import build
+from src.training.pipeline import build
 
 
 @pytest.mark.parametrize("cls", [Contrastive, Triplet])

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from src.data.batches import InMemoryBatches
 from src.data.datamodule import ImageClassificationData
-from src.pipeline import build
+from src.training.pipeline import build
 
 # Tensor methods that copy a device value to the host (a sync on CUDA), plus torch.unique whose
 # output size is data-dependent (also a sync on CUDA).

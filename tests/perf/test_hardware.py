@@ -62,7 +62,7 @@ def test_flush_reaches_every_openmp_worker() -> None:
 
 
 def test_the_run_record_says_which_precision_and_why(tiny_config, tmp_path) -> None:
-    from src.pipeline import run
+    from src.training.pipeline import run
 
     cfg = tiny_config("trainer.precision=auto", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
                       "analysis.geometry=false", "logger.tensorboard=null", "callbacks.learning_rate=null")  # fmt: skip
@@ -96,7 +96,7 @@ def test_parallel_jobs_come_from_the_joblib_launcher_in_a_multirun(launcher, mul
 
 
 def test_configure_hardware_sets_the_threads_and_records_them(tiny_config) -> None:
-    from src.pipeline import configure_hardware
+    from src.training.pipeline import configure_hardware
 
     before = torch.get_num_threads()
     try:
@@ -139,7 +139,7 @@ def test_a_joblib_multirun_job_gets_its_share_of_the_cores() -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
-    from src.pipeline import _parallel_jobs
+    from src.training.pipeline import _parallel_jobs
     from tests.conftest import CONF_DIR
 
     GlobalHydra.instance().clear()

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from src.pipeline import build, run
+from src.training.pipeline import build, run
 
 
 class Spy(pl.Callback):
@@ -78,7 +78,7 @@ def test_channels_last_and_batch_size_reach_model_and_batches(tiny_config, tmp_p
 
 
 def test_all_speed_options_together_in_a_full_run(tiny_config, tmp_path: Path) -> None:
-    """channels_last + bf16-mixed + matmul_precision=medium + batch 16 through src.pipeline.run."""
+    """channels_last + bf16-mixed + matmul_precision=medium + batch 16 through src.training.pipeline.run."""
     before = torch.get_float32_matmul_precision()
     try:
         cfg = tiny_config("channels_last=true", "trainer.precision=bf16-mixed", "matmul_precision=medium",

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from pytorch_lightning.loggers.logger import Logger
 
-from src.pipeline import build
+from src.training.pipeline import build
 
 
 class Capture(Logger):
@@ -56,7 +56,8 @@ def test_nonfinite_guard_reads_its_buffer_when_full_and_names_the_first_bad_step
     import pytest
     import torch
 
-    from src.callbacks.nonfinite import NonFiniteError, NonFiniteGuard
+    from src.callbacks.nonfinite import NonFiniteGuard
+    from src.errors import NonFiniteError
 
     class Strategy:
         @staticmethod

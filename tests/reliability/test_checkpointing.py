@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.checkpointing import AtomicCheckpointIO, CheckpointError, load_checked, save_atomic
-from src.pipeline import run
+from src.errors import CheckpointError
+from src.training.checkpointing import AtomicCheckpointIO, load_checked, save_atomic
+from src.training.pipeline import run
 from tests.conftest import TINY, compose_config
 from tests.reliability.helpers import LEAN, record
 

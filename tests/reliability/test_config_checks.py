@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.config_checks import check_config
+from src.config.validate import check_config
 from src.errors import ConfigError
 from tests.conftest import CONF_DIR, TINY, compose_config
 from tests.reliability.helpers import QUICK, finish, start, train_command
@@ -111,7 +111,7 @@ def test_valid_configs_pass(overrides: list[str]) -> None:
 
 
 def test_run_stops_before_reading_data_and_writes_nothing(tmp_path: Path) -> None:
-    from src.pipeline import run
+    from src.training.pipeline import run
 
     cfg = compose_config([*MISSING_DATA, *TINY, "trainer.max_epochs=0"], output_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match="trainer.max_epochs=0"):

@@ -37,7 +37,7 @@ def test_spawned_workers_get_their_own_metric_states() -> None:
     confusion matrix summing to world size x the test set); the strategy gives each its own."""
     from torchmetrics.classification import MulticlassConfusionMatrix
 
-    from src.distributed import MultiprocessDDPStrategy, _unshare_metric_states
+    from src.training.distributed import MultiprocessDDPStrategy, _unshare_metric_states
 
     module = torch.nn.Module()
     module.confusion = MulticlassConfusionMatrix(3)
@@ -51,7 +51,7 @@ def test_spawned_workers_get_their_own_metric_states() -> None:
 
 
 def test_multi_gpu_preset_composes() -> None:
-    from src.config_checks import check_config
+    from src.config.validate import check_config
     from src.errors import ConfigError
     from tests.conftest import compose_config
 
@@ -60,3 +60,39 @@ def test_multi_gpu_preset_composes() -> None:
     if not torch.cuda.is_available():  # a CPU-only machine is told so before anything starts
         with pytest.raises(ConfigError, match="no CUDA GPU is available"):
             check_config(cfg)
+
+
+def test_every_stage_result_comes_back_from_the_workers_unless_declared_rank_local() -> None:
+    """The module's StageResults travel from a DDP worker to the main process through the strategy's
+    own payload: a field added to StageResults arrives, or is marked rank-local on purpose."""
+    from dataclasses import fields
+    from types import SimpleNamespace
+
+    from pytorch_lightning.trainer.states import TrainerFn
+
+    from src.training.distributed import _ResultsLauncher
+    from src.training.model import RANK_LOCAL, StageResults
+
+    sent = StageResults()
+    for i, f in enumerate(fields(sent)):  # a value for every field, different from its default
+        setattr(sent, f.name, torch.full((2,), i) if getattr(sent, f.name) is None else [torch.full((2,), i)])
+
+    def trainer(results: StageResults) -> SimpleNamespace:
+        return SimpleNamespace(callback_metrics={}, callbacks=[], lightning_module=SimpleNamespace(results=results),
+                               datamodule=None, state=SimpleNamespace(fn=TrainerFn.TESTING))
+
+    launcher = _ResultsLauncher.__new__(_ResultsLauncher)  # only its result hand-over is exercised
+    received = StageResults()
+    launcher.update_main_process_results(trainer(received), launcher.get_extra_results(trainer(sent)))
+
+    def same(a: object, b: object) -> bool:
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+
+    for f in fields(StageResults):
+        value = getattr(received, f.name)
+        if f.metadata.get(RANK_LOCAL):
+            assert not value, f"StageResults.{f.name} is rank-local yet came back"
+        else:
+            assert same(value, getattr(sent, f.name)), f"StageResults.{f.name} is not sent back from DDP workers"

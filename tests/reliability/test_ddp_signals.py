@@ -120,7 +120,7 @@ def test_an_interrupted_ddp_run_resumes_to_the_end(signalled: dict) -> None:
 def test_a_full_disk_in_a_worker_reaches_the_main_process_as_the_same_oserror() -> None:
     """src.train turns an OSError into one line; from a worker it arrives as torch's
     ProcessRaisedException holding the traceback text, so the launcher rebuilds it."""
-    from src.distributed import _reraised
+    from src.training.distributed import _reraised
 
     worker = RuntimeError("\n-- Process 0 terminated with the following error:\nTraceback (most recent call last):\n"
                           "  File \"x.py\", line 1\nOSError: [Errno 28] No space left on device: '/run/last.ckpt'\n")
@@ -136,8 +136,8 @@ def test_the_epoch_listener_reaches_spawned_workers(tmp_path: Path) -> None:
     object``). Spawning for real takes ~30 s here, so this checks the pickling itself."""
     import pickle
 
-    from src.pipeline import RecordEpochs
-    from src.records import RunRecord
+    from src.training.pipeline import RecordEpochs
+    from src.training.records import RunRecord
 
     listener = pickle.loads(pickle.dumps(RecordEpochs(RunRecord(tmp_path), None)))
     listener([{"epoch": 0, "val/acc": 0.5}])

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import src.utils.io as io_module
-from src.pipeline import run
+from src.training.pipeline import run
 from tests.conftest import compose_config
 from tests.reliability.helpers import FULL, LEAN, QUICK, finish, record, start, train_command
 

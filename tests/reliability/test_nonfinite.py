@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.callbacks.nonfinite import NonFiniteError, NonFiniteGuard
-from src.pipeline import run
+from src.callbacks.nonfinite import NonFiniteGuard
+from src.errors import NonFiniteError
+from src.training.pipeline import run
 from tests.reliability.helpers import LEAN, record
 
 POISON = "+callbacks.poison._target_=tests.reliability.helpers.PoisonWeight"

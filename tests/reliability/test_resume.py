@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.pipeline import run
+from src.training.pipeline import run
 from tests.conftest import TINY, compose_config
 from tests.reliability.helpers import LEAN, finish, record, start, train_command, wait_for
 

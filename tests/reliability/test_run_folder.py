@@ -1,4 +1,4 @@
-"""src/run_folder.py: what a command may do with the folder it is aimed at (issue #10.1, #10.3)."""
+"""src/training/run_folder.py: what a command may do with the folder it is aimed at (issue #10.1, #10.3)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from src.run_folder import RunFolderError, admit, config_differences, newest_checkpoint
+from src.errors import RunFolderError
+from src.training.run_folder import admit, config_differences, newest_checkpoint
 
 CONFIG = {"seed": 0, "loss": {"_target_": "src.losses.softmax.Softmax", "label_smoothing": 0.0},
           "data": {"root": "./data", "batch_size": 128}, "resume": False}  # fmt: skip
@@ -66,3 +67,42 @@ def test_the_same_run_reached_by_another_path_is_the_same_config(tmp_path: Path)
     assert config_differences(old, new, run_name="softmax_seed0") == []
     other = {"callbacks": {"best_checkpoint": {"dirpath": "/elsewhere/checkpoints"}}}
     assert config_differences(old, other, run_name="softmax_seed0") != []
+
+
+def test_the_committed_study_run_is_already_finished_for_the_current_code() -> None:
+    """The study in experiments/study/runs is continued by rerunning its sweep command with newer
+    code: its finished runs must still be recognised as the same, finished run ("done"), whatever
+    moved in src/ since (a moved ``_target_`` is matched by src.config.moved)."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import REPO, compose_config
+
+    runs = REPO / "experiments" / "study" / "runs"
+    folder = runs / "softmax_seed0"
+    cfg = compose_config(["experiment=study", "study_config=softmax", "seed=0", f"hydra.sweep.dir={runs}"],
+                         output_dir=folder)
+    plan = admit(folder, OmegaConf.to_container(cfg, resolve=True), bool(cfg.resume))
+    assert plan.action == "done" and plan.record["status"] == "finished"
+
+
+def test_a_moved_target_is_the_same_config_and_still_builds() -> None:
+    """src.config.moved: a run folder written before a module moved names the old ``_target_``; it
+    compares equal to the new path, and the path it maps to is importable."""
+    from hydra.utils import get_method
+
+    from src.config.moved import MOVED, current, upgrade
+
+    old = {**CONFIG, "scheduler": {"_target_": "src.schedules.constant", "_partial_": True},
+           "checkpoint_io": {"_target_": "src.checkpointing.AtomicCheckpointIO"},
+           "trainer": {"strategy": {"_target_": "src.distributed.MultiprocessDDPStrategy"}}}  # fmt: skip
+    new = upgrade(json.loads(json.dumps(old)))
+    assert new["scheduler"]["_target_"] == "src.training.schedules.constant"
+    assert new["trainer"]["strategy"]["_target_"] == "src.training.distributed.MultiprocessDDPStrategy"
+    assert config_differences(old, new) == [] and config_differences(new, old) == []
+    assert config_differences(old, {**new, "scheduler": {"_target_": "src.training.schedules.one_cycle",
+                                                         "_partial_": True}})  # a real change still counts
+    for target in ("src.schedules.constant", "src.checkpointing.AtomicCheckpointIO",
+                   "src.distributed.MultiprocessDDPStrategy"):
+        assert callable(get_method(current(target)))
+    assert all(old.endswith(".") and new.endswith(".") for old, new in MOVED.items())
+    assert current("src.losses.softmax.Softmax") == "src.losses.softmax.Softmax"  # not moved: unchanged

@@ -1,4 +1,4 @@
-"""Fabricated run folders (metrics.json + config_resolved.yaml) shaped like src.pipeline writes them."""
+"""Fabricated run folders (metrics.json + config_resolved.yaml) shaped like src.training.pipeline writes them."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from src.callbacks.reference_audit import LABEL_FREE_KEY, REFERENCE_KEY
-from src.pipeline import run
+from src.training.pipeline import run
 from tests.conftest import CONF_DIR, compose_config
 
 AUDIT = ["experiment=reference_audit", "trainer.max_epochs=3", "data.eval_batch_size=64"]

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from src.analysis import embeddings as analyses
-from src.pipeline import build
+from src.training.pipeline import build
 
 
 def untrained_after_test(tiny_config, *overrides: str):
@@ -59,7 +59,7 @@ def test_embedding_figures_for_circle_and_sphere() -> None:
     import pytest
 
     from src.callbacks.embeddings import embedding_figures
-    from src.plots import plt
+    from src.utils.plots import plt
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 60)

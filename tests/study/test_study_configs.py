@@ -45,7 +45,7 @@ def test_every_configuration_shares_one_recipe(tiny_config) -> None:
     # tiny_config's own overrides (val_size, batch size, epochs) apply to all alike: one recipe.
     assert len(recipes) == 1
     (recipe,) = recipes
-    assert recipe[0] == "torch.optim.Adadelta" and recipe[1] == 1.0 and recipe[2] == "src.schedules.constant"
+    assert recipe[0] == "torch.optim.Adadelta" and recipe[1] == 1.0 and recipe[2] == "src.training.schedules.constant"
 
 
 def test_full_and_quick_recipes(synthetic_root) -> None:

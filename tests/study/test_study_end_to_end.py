@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.pipeline import run
+from src.training.pipeline import run
 from tests.conftest import REPO
 
 

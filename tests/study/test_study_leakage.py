@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
-from src.pipeline import build
+from src.training.pipeline import build
 
 
 def test_leaky_predictions_depend_on_labels_honest_do_not(tiny_config) -> None:
@@ -27,7 +27,7 @@ def test_leaky_predictions_depend_on_labels_honest_do_not(tiny_config) -> None:
     for test_labels in (labels, permuted):
         datamodule._test = (images, test_labels)
         results.append(trainer.test(model, datamodule=datamodule, verbose=False)[0])
-        predictions.append(torch.cat(model.test_predictions))
+        predictions.append(torch.cat(model.results.test_predictions))
     datamodule._test = (images, labels)
     assert torch.equal(predictions[0], predictions[1])  # honest predictions ignore the labels
     honest_acc = results[0]["test/acc"]

@@ -7,10 +7,10 @@ import pytest
 from hydra.utils import instantiate
 from tensorboard.plugins.hparams import api_pb2, metadata
 
-from src.plots import confusion_figure, share_label
 from src.tb.final import final_scalars, summary_text
 from src.tb.hparams import experiment, experiment_infos, metric_tags, read_session_hparams, session_start
 from src.tb.logger import stable_tag
+from src.utils.plots import confusion_figure, share_label
 from src.utils.resolvers import SWEPT_ENV, job_subdir, margin_label
 from src.utils.swept import sweep_keys
 from tests.conftest import compose_config

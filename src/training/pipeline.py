@@ -16,12 +16,12 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
 from src.callbacks.signals import interruption
-from src.config_checks import check_config
-from src.model import MarginClassifier
-from src.records import RunRecord
-from src.run_folder import admit
+from src.config.validate import check_config
 from src.tb.final import hydra_choices, log_final
 from src.tb.hparams import run_hparams
+from src.training.model import MarginClassifier
+from src.training.records import RunRecord
+from src.training.run_folder import admit
 from src.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def run(cfg: DictConfig, output_dir: Path, checked: bool = False) -> dict[str, A
     """Train, select the best validation checkpoint, test it once; returns the final metrics.
 
     Nothing is written before the config is checked and the run folder has admitted the command
-    (``src.run_folder``): a mistake leaves a finished run, and every other run, exactly as it was.
+    (``src.training.run_folder``): a mistake leaves a finished run, and every other run, exactly as it was.
     """
     if not checked:  # src.train checks before its heavy imports and says so
         check_config(cfg)  # ConfigError before any data is read or any file written
@@ -131,7 +131,7 @@ def configure_hardware(cfg: DictConfig) -> dict[str, Any]:
     """Resolve ``trainer.precision=auto`` and ``threads=auto``, set the intra-op threads and
     flush-to-zero (after the threads, so every worker of the pool gets it); returns what was chosen
     and why."""
-    from src.config_checks import device_kind
+    from src.config.validate import device_kind
     from src.utils.hardware import flush_denormals, resolve_precision, resolve_threads
 
     kind = device_kind(str(cfg.trainer.get("accelerator", "auto")))
@@ -233,7 +233,7 @@ def _fit_and_test(
         ckpt = _best_path(checkpoint)  # by path: "best" is ambiguous beside latest_checkpoint
         results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]  # the one test
         metrics.update({key.replace("/", "_"): float(value) for key, value in results.items()})
-        confusion = getattr(model, "last_test_confusion", None)
+        confusion = model.results.test_confusion
         if confusion is not None:
             metrics["test_confusion"] = confusion.tolist()
         record.update(**metrics)  # kept even if the analyses below are killed

@@ -19,7 +19,7 @@ from src.utils.hardware import cpu_model
 from src.utils.io import write_json_atomic
 
 RECORD_NAME = "metrics.json"
-EPOCH_KEYS = ("history", "val_acc_best", "best_checkpoint")  # what src.pipeline writes after every epoch
+EPOCH_KEYS = ("history", "val_acc_best", "best_checkpoint")  # what src.training.pipeline writes after every epoch
 log = logging.getLogger(__name__)
 
 

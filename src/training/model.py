@@ -7,6 +7,7 @@ training loss and the metrics that compare predictions with them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pytorch_lightning as pl
@@ -17,6 +18,51 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from src.losses.base import LossHead
 from src.losses.reference_protocol import ReferenceHead
+
+# A field of StageResults with this metadata key set holds only what its own process saw: it is not
+# sent back from DDP workers (src/training/distributed.py), and its reader must cope with finding it empty.
+RANK_LOCAL = "rank_local"
+
+
+@dataclass
+class StageResults:
+    """What the model keeps from its last validation and test epochs, read after ``trainer.fit`` /
+    ``trainer.test`` (the run record, ``src.evaluate``, the post-test analyses). Every field is sent
+    back from DDP worker processes unless it is marked ``RANK_LOCAL`` (``shipped``)."""
+
+    # The last epoch's confusion matrices (synchronised over processes by torchmetrics), set by
+    # src/callbacks/confusion.py.
+    val_confusion: torch.Tensor | None = None
+    test_confusion: torch.Tensor | None = None
+    # The last test's label-free predictions, batch by batch.
+    test_predictions: list[torch.Tensor] = field(default_factory=list)
+    # The last test's embeddings and labels, kept for the post-test analyses (src/analysis/embeddings.py).
+    # Under DDP each worker saw only its shard: the main process embeds the test set again instead.
+    test_embeddings: list[torch.Tensor] = field(default_factory=list, metadata={RANK_LOCAL: True})
+    test_labels: list[torch.Tensor] = field(default_factory=list, metadata={RANK_LOCAL: True})
+
+    def start_test(self) -> None:
+        self.test_predictions, self.test_embeddings, self.test_labels = [], [], []
+
+    def set_confusion(self, stage: str, matrix: torch.Tensor) -> None:
+        if stage == "val":
+            self.val_confusion = matrix
+        elif stage == "test":
+            self.test_confusion = matrix
+        else:
+            raise ValueError(f"stage={stage!r}: confusion matrices are kept for val and test")
+
+    def shipped(self) -> dict[str, Any]:
+        """The fields a DDP worker sends back to the main process, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata.get(RANK_LOCAL)}
+
+    def receive(self, shipped: dict[str, Any]) -> None:
+        """Take what ``shipped`` gave in another process."""
+        names = {f.name for f in fields(self)}
+        for name, value in shipped.items():
+            if name not in names:
+                raise KeyError(f"{name} is not a field of StageResults")
+            setattr(self, name, value)
 
 
 class MarginClassifier(pl.LightningModule):
@@ -57,10 +103,7 @@ class MarginClassifier(pl.LightningModule):
         # fed the true label at test time. A mean, not an accuracy metric: with the one-hot
         # broadcast a sample's Keras 'accuracy' is a share of its batch's margin placements.
         self.test_acc_reference_protocol = MeanMetric()
-        self.test_predictions: list[torch.Tensor] = []
-        # Test embeddings and labels, kept for the post-test analyses (src/analysis/embeddings.py).
-        self.test_embeddings: list[torch.Tensor] = []
-        self.test_labels: list[torch.Tensor] = []
+        self.results = StageResults()
 
     # --- inference -------------------------------------------------------------------------
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -136,15 +179,15 @@ class MarginClassifier(pl.LightningModule):
         self.log("val/acc_macro", self.val_acc_macro, on_epoch=True)
 
     def on_test_epoch_start(self) -> None:
-        self.test_predictions, self.test_embeddings, self.test_labels = [], [], []
+        self.results.start_test()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
         embeddings = self.embed(images)
         preds = self.predict_labels(images, embeddings)
-        self.test_predictions.append(preds.detach().cpu())
-        self.test_embeddings.append(embeddings.detach().float().cpu())
-        self.test_labels.append(labels.detach().cpu())
+        self.results.test_predictions.append(preds.detach().cpu())
+        self.results.test_embeddings.append(embeddings.detach().float().cpu())
+        self.results.test_labels.append(labels.detach().cpu())
         self.test_acc(preds, labels)
         self.test_acc_macro(preds, labels)
         self.test_confusion.update(preds, labels)

@@ -7,25 +7,24 @@ configuration (a few milliseconds) and their own ``ValueError`` / ``TypeError`` 
 ``ConfigError``. The Trainer's options, the data options and the top-level switches are checked
 from tables.
 
-``hydra_error_line(err)`` turns Hydra's multi-line composition errors (unknown config-group
-option, unknown key, override syntax) into one line for ``src.train``.
+The checks' vocabulary is ``src.config.checks``; Hydra's own composition errors (before any of
+this runs) are turned into one line by ``src.cli``.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from src.config.checks import check_bool, check_choice, check_int, check_number, fail, is_int, show
 from src.errors import ConfigError
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from src.utils.text import one_line
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -44,63 +43,6 @@ MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
 # ------------------------------------------------------------------------------------------
 
 
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def fail(key: str, value: Any, allowed: str) -> NoReturn:
-    raise ConfigError(f"{key}={_show(value)} is invalid: {allowed}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_int(key: str, value: Any, low: int | None = None, high: int | None = None, *, null: bool = False) -> None:
-    if value is None and null:
-        return
-    ok = _is_int(value) and (low is None or value >= low) and (high is None or value <= high)
-    if not ok:
-        parts = (f">= {low}" if low is not None else "", f"<= {high}" if high is not None else "")
-        bounds = " and ".join(b for b in parts if b)
-        fail(key, value, "must be " + ("null or " if null else "") + "an integer" + (f" {bounds}" if bounds else ""))
-
-
-def check_number(
-    key: str, value: Any, low: float | None = None, high: float | None = None, *, low_open: bool = False,
-    high_open: bool = False, null: bool = False, what: str = "a finite number",
-) -> None:
-    if value is None and null:
-        return
-    ok = _is_number(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        bounds = []
-        if low is not None:
-            bounds.append(f"{'>' if low_open else '>='} {low:g}")
-        if high is not None:
-            bounds.append(f"{'<' if high_open else '<='} {high:g}")
-        allowed = ("null or " if null else "") + what + (" " + " and ".join(bounds) if bounds else "")
-        fail(key, value, f"must be {allowed}")
-
-
-def check_bool(key: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        fail(key, value, "must be true or false")
-
-
-def check_choice(key: str, value: Any, choices: tuple[Any, ...]) -> None:
-    if value not in choices or isinstance(value, bool):
-        fail(key, value, f"must be one of {', '.join(str(c) for c in choices)}")
-
-
 def _node(cfg: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     node = cfg.get(key)
     if not isinstance(node, Mapping):
@@ -115,10 +57,6 @@ def _cause(err: BaseException) -> BaseException:
     return err
 
 
-def _one_line(text: str) -> str:
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
-
-
 def _build(group: str, node: Mapping[str, Any], **kwargs: Any) -> Any:
     """Instantiate a component from its config (no global RNG consumed); its error -> ConfigError."""
     import torch
@@ -130,8 +68,8 @@ def _build(group: str, node: Mapping[str, Any], **kwargs: Any) -> Any:
             return instantiate(OmegaConf.create(dict(node)), **kwargs)
     except Exception as err:  # any rejection of the settings is reported in one line
         cause = _cause(err)
-        message = _one_line(str(cause))
-        if message.startswith(f"{group}."):  # the loss heads already name key, value and range
+        message = one_line(str(cause))
+        if isinstance(cause, ConfigError):  # src.config.checks: already names key, value and range
             raise ConfigError(message) from None
         raise ConfigError(f"{group} ({target}) rejects its settings: {type(cause).__name__}: {message}") from None
 
@@ -147,7 +85,7 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
         out = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "config"
-        raise ConfigError(f"{key} cannot be resolved: {_one_line(getattr(err, 'msg', None) or err)}") from None
+        raise ConfigError(f"{key} cannot be resolved: {one_line(getattr(err, 'msg', None) or err)}") from None
     out.pop("hydra", None)
     return out  # type: ignore[return-value]
 
@@ -203,12 +141,12 @@ def _check_devices(value: Any, kind: str) -> int:
         if not parts or not all(p.isdigit() for p in parts):
             fail(key, value, allowed)
         value = int(parts[0]) if len(parts) == 1 and "," not in value else [int(p) for p in parts]
-    if _is_int(value):
+    if is_int(value):
         if value < 1:
             fail(key, value, allowed)
         count = value
         indices: list[int] = []
-    elif isinstance(value, (list, tuple)) and value and all(_is_int(v) and v >= 0 for v in value):
+    elif isinstance(value, (list, tuple)) and value and all(is_int(v) and v >= 0 for v in value):
         if len(set(value)) != len(value):
             fail(key, value, "device indices must be unique")
         count, indices = len(value), list(value)
@@ -221,7 +159,7 @@ def _check_devices(value: Any, kind: str) -> int:
     return count
 
 
-MULTIPROCESS_STRATEGY = "src.distributed.MultiprocessDDPStrategy"
+MULTIPROCESS_STRATEGY = "src.training.distributed.MultiprocessDDPStrategy"
 
 
 def _check_processes(t: Mapping[str, Any], kind: str, processes: int) -> None:
@@ -235,7 +173,7 @@ def _check_processes(t: Mapping[str, Any], kind: str, processes: int) -> None:
         fail(
             "trainer.devices", t.get("devices"),
             f"{processes} processes on the CPU need trainer=ddp_cpu (e.g. trainer=ddp_cpu trainer.devices="
-            f"{processes}); with strategy {_show(strategy if isinstance(strategy, str) else strategy.get('_target_'))} "
+            f"{processes}); with strategy {show(strategy if isinstance(strategy, str) else strategy.get('_target_'))} "
             "Lightning would re-run the command in every worker",
         )
     if ours and int(t.get("num_nodes", 1) or 1) > 1:
@@ -287,7 +225,7 @@ def check_trainer(t: Mapping[str, Any]) -> None:
     _check_processes(t, kind, processes)
 
     precision = t.get("precision", "32-true")
-    precision = str(precision) if _is_int(precision) else precision
+    precision = str(precision) if is_int(precision) else precision
     check_choice("trainer.precision", precision, PRECISIONS)
     if kind != "cuda" and precision in CUDA_ONLY_PRECISIONS:
         fail(
@@ -309,7 +247,7 @@ def check_trainer(t: Mapping[str, Any]) -> None:
         if value is None:
             continue
         low = 1 if split == "train" else 0
-        if _is_int(value):
+        if is_int(value):
             check_int(f"trainer.{key}", value, low)
         else:
             check_number(
@@ -322,7 +260,7 @@ def check_trainer(t: Mapping[str, Any]) -> None:
     check_int("trainer.check_val_every_n_epoch", t.get("check_val_every_n_epoch", 1), 1, null=True)
     interval = t.get("val_check_interval")
     if interval is not None:
-        if _is_int(interval):
+        if is_int(interval):
             check_int("trainer.val_check_interval", interval, 1)
         else:
             check_number("trainer.val_check_interval", interval, 0.0, 1.0, low_open=True)
@@ -340,16 +278,14 @@ def check_trainer(t: Mapping[str, Any]) -> None:
 
 def check_data(d: Mapping[str, Any]) -> int:
     """Checks ``data``; returns the number of classes the model is trained on."""
-    from src.data.sources import DATASETS
+    from src.data.sources import dataset_spec
 
     name = d.get("name")
-    if name not in DATASETS:
-        fail("data.name", name, f"must be one of {', '.join(sorted(DATASETS))}")
-    spec = DATASETS[name]
+    spec = dataset_spec(name)
     check_int("data.batch_size", d.get("batch_size"), 1)
     check_int("data.eval_batch_size", d.get("eval_batch_size", 1000), 1)
     n_train, n_test, n_classes = spec.num_train, spec.num_test, spec.num_classes
-    if not _is_int(d.get("val_size")) or not 1 <= d["val_size"] < n_train:
+    if not is_int(d.get("val_size")) or not 1 <= d["val_size"] < n_train:
         fail(
             "data.val_size", d.get("val_size"),
             f"must be an integer in [1, {n_train - 1}] ({name} has {n_train} training images; "
@@ -375,7 +311,7 @@ def check_data(d: Mapping[str, Any]) -> int:
     if not isinstance(held, (list, tuple)):
         fail("data.held_out_classes", held, f"must be a list of class ids in [0, {n_classes - 1}]")
     for c in held:
-        if not _is_int(c) or not 0 <= c < n_classes:
+        if not is_int(c) or not 0 <= c < n_classes:
             fail("data.held_out_classes", list(held), f"class ids must be integers in [0, {n_classes - 1}]")
     if len(set(held)) != len(held):
         fail("data.held_out_classes", list(held), "class ids must be unique")
@@ -385,22 +321,17 @@ def check_data(d: Mapping[str, Any]) -> int:
 
 
 def check_model(c: Mapping[str, Any], num_classes: int) -> None:
-    """Backbone and loss head: built on the CPU once, so their own checks run before any data."""
+    """Backbone and loss head: built on the CPU once, so their own checks (``src.config.checks``, in
+    their constructors) run before any data. The run builds them again after seeding: these copies
+    are built under a forked RNG and thrown away, so checking never changes a run's initial weights."""
     import torch
 
     backbone_cfg = _node(c, "backbone")
-    dim = backbone_cfg.get("embedding_dim")
-    check_int("backbone.embedding_dim", dim, 1)
-    for key in ("width", "blocks_per_stage"):
-        if key in backbone_cfg:
-            check_int(f"backbone.{key}", backbone_cfg[key], 1)
-    if "dropout" in backbone_cfg:
-        check_number("backbone.dropout", backbone_cfg["dropout"], 0.0, 1.0, high_open=True)
+    backbone = _build("backbone", backbone_cfg)
+    dim = getattr(backbone, "embedding_dim", backbone_cfg.get("embedding_dim"))
     model_dim = (c.get("model") or {}).get("embedding_dim", dim)
     if model_dim != dim:
         fail("model.embedding_dim", model_dim, f"must equal backbone.embedding_dim={dim} (leave it interpolated)")
-
-    backbone = _build("backbone", backbone_cfg)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         out = backbone.eval()(torch.zeros(1, 1, 28, 28))
     if tuple(out.shape) != (1, dim):
@@ -439,7 +370,7 @@ def _call(group: str, node: Mapping[str, Any], factory: Any, **kwargs: Any) -> A
     try:
         return factory(**kwargs)
     except (ValueError, TypeError) as err:
-        raise ConfigError(f"{group} ({node.get('_target_')}) rejects its settings: {_one_line(str(err))}") from None
+        raise ConfigError(f"{group} ({node.get('_target_')}) rejects its settings: {one_line(str(err))}") from None
 
 
 def check_component_lists(c: Mapping[str, Any]) -> None:
@@ -477,118 +408,3 @@ def check_config(cfg: DictConfig) -> None:
     num_classes = check_data(_node(c, "data"))
     check_model(c, num_classes)
     check_optimisation(c)
-
-
-# ------------------------------------------------------------------------------------------
-# Hydra's own errors (composition happens before our code runs)
-# ------------------------------------------------------------------------------------------
-
-
-def group_options(group: str) -> list[str]:
-    """The option names of a config group: the yaml files in ``conf/<group>/``."""
-    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-
-
-def hydra_error_line(err: BaseException) -> str:
-    """One line for an error Hydra raised while parsing overrides or composing the config."""
-    from hydra.errors import MissingConfigException, OverrideParseException
-
-    if isinstance(err, MissingConfigException) and err.missing_cfg_file:
-        group, _, option = str(err.missing_cfg_file).rpartition("/")
-        options = list(err.options or ()) or group_options(group)
-        if group:
-            valid = ", ".join(options) if options else f"none (conf/{group}/ is empty)"
-            return f"{group}={option} is not an option of the '{group}' config group; valid: {valid}"
-    if isinstance(err, OverrideParseException):
-        return f"cannot parse the override {err.override!r}: {_one_line(err.message).split(' See https')[0]}"
-    cause = err.__cause__
-    key = getattr(cause, "key", None)
-    parent = getattr(cause, "parent_node", None)
-    if key is not None and parent is not None and "not in struct" in str(cause):
-        full_key = str(getattr(cause, "full_key", None) or key)
-        prefix = full_key.rpartition(".")[0]
-        matches = difflib.get_close_matches(str(key), [str(k) for k in parent])
-        close = [f"{prefix}.{k}" if prefix else k for k in matches]
-        hint = f"did you mean {' or '.join(close)}? " if close else ""
-        return f"{full_key} is not a config key; {hint}(a new key is added with +{full_key}=...)"
-    lines = [
-        line.strip() for line in str(err).splitlines()
-        if line.strip() and not line.strip().startswith(("full_key:", "object_type=", "reference_type=", "See https"))
-    ]
-    if isinstance(cause, OmegaConfBaseException):
-        lines += [line.strip() for line in str(cause).splitlines()[:1] if line.strip()]
-    return " ".join(lines) or type(err).__name__
-
-
-def null_group_override(argv: list[str]) -> str | None:
-    """The one-line error for ``group=null`` (e.g. ``loss=null``): a config group needs an option."""
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+")
-        if sep and value.strip().lower() in ("null", "none", "~", "") and (CONF_DIR / key).is_dir():
-            options = ", ".join(group_options(key)) or f"none (conf/{key}/ is empty)"
-            optional = f"  - {key}: null" in (CONF_DIR / "train.yaml").read_text()
-            hint = f"; to run without one, leave {key} out" if optional else ""
-            return f"{key}={value or repr('')} is invalid: {key} is a config group; choose one of {options}{hint}"
-    return None
-
-
-def debug_requested(argv: list[str]) -> bool:
-    return any(a.strip().lower() in ("debug=true", "debug=1", "+debug=true") for a in argv) or bool(
-        os.environ.get("HYDRA_FULL_ERROR")
-    )
-
-
-# The entry point sets HYDRA_FULL_ERROR so that Hydra raises its composition errors instead of
-# printing them over several lines; the job restores the variable (see ``job_started``).
-_MARK = "MARGINLOSS_SET_HYDRA_FULL_ERROR"
-_state = {"job_started": False}
-
-
-def job_started() -> None:
-    """First thing in the task function: from here on Hydra reports errors its usual way."""
-    _state["job_started"] = True
-    if os.environ.pop(_MARK, None):
-        os.environ.pop("HYDRA_FULL_ERROR", None)
-
-
-def cli(main: Any, argv: list[str] | None = None) -> None:
-    """Run a ``@hydra.main`` function; a mistake Hydra finds before the job starts (unknown option
-    of a config group, unknown key, bad override syntax) becomes one line on stderr and exit 2."""
-    import sys
-
-    from hydra.errors import HydraException
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if debug_requested(args):
-        main()
-        return
-    null_group = null_group_override(args)
-    if null_group is not None:  # Hydra would answer with a ValueError traceback that names no key
-        print(f"error: {null_group}", file=sys.stderr)
-        sys.exit(2)
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    os.environ[_MARK] = "1"
-    try:
-        main()
-        from src.sweep_summary import LAST, unfinished_jobs
-
-        if unfinished_jobs():  # a sweep's exit status says whether every job finished
-            counts = ", ".join(f"{n} {status}" for status, n in sorted(LAST["counts"].items()))
-            print(f"error: sweep {LAST['sweep_dir']}: {counts} (see summary.md there)", file=sys.stderr)
-            sys.exit(1)
-    except (HydraException, OmegaConfBaseException) as err:
-        if _state["job_started"]:
-            raise
-        print(f"error: {hydra_error_line(err)}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as err:  # Hydra creating the run or sweep folder: a read-only or full disk
-        if _state["job_started"]:
-            raise
-        from src.utils.io import describe_os_error
-
-        print(f"error: {describe_os_error(err)}", file=sys.stderr)
-        sys.exit(1)
-    finally:
-        if os.environ.pop(_MARK, None):
-            os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -27,11 +27,8 @@ import torch
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
+from src.errors import CheckpointError
 from src.utils.io import atomic_writer
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read: names the file and what to do about it."""
 
 
 def _is_local(path: _PATH) -> bool:

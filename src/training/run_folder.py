@@ -17,6 +17,7 @@ keys that cannot change a result (``IGNORED``).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -26,7 +27,8 @@ from typing import Any
 
 import yaml
 
-from src.errors import ConfigError
+from src.config.moved import upgrade
+from src.errors import CheckpointError, RunFolderError
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,6 @@ IGNORED = (
     "analysis", "callbacks.learning_rate", "callbacks.confusion", "callbacks.embeddings", "callbacks.history",
     "callbacks.nonfinite", "callbacks.interrupt_checkpoint", "callbacks.rng_state", "checkpoint_io",
 )  # fmt: skip
-
-
-class RunFolderError(ConfigError):
-    """The command does not fit the run folder it is aimed at (exit 2, nothing written)."""
 
 
 @dataclass
@@ -74,12 +72,13 @@ def _relative_to_run(value: Any, run_name: str | None) -> Any:
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any], run_name: str | None = None) -> list[str]:
-    """``key: old -> new`` for every key that differs, ignoring ``IGNORED`` and their children.
+    """``key: old -> new`` for every key that differs, ignoring ``IGNORED`` and their children. A
+    ``_target_`` whose module moved since (``src.config.moved``) is compared by its current path.
 
     A key the old config does not have at all is not a difference: it was added to the code after
     the run started, and a new key's default keeps the old behaviour."""
-    a = {k: _relative_to_run(v, run_name) for k, v in flatten(old).items()}
-    b = {k: _relative_to_run(v, run_name) for k, v in flatten(new).items()}
+    a = {k: _relative_to_run(v, run_name) for k, v in flatten(upgrade(copy.deepcopy(old))).items()}
+    b = {k: _relative_to_run(v, run_name) for k, v in flatten(upgrade(copy.deepcopy(new))).items()}
 
     def ignored(key: str) -> bool:
         return key not in a or any(key == k or key.startswith(k + ".") for k in IGNORED)
@@ -111,7 +110,7 @@ def newest_checkpoint(folder: Path) -> Path | None:
     file, but a disk can still damage one); on a tie ``last*`` wins over ``best-*``, which may hold
     an earlier point of the same step count only if written at the same step.
     """
-    from src.checkpointing import CheckpointError, load_checked
+    from src.training.checkpointing import load_checked
 
     candidates = []
     for path in sorted((folder / "checkpoints").glob("*.ckpt")):
@@ -169,7 +168,7 @@ def admit(folder: Path, config: dict[str, Any], resume: bool) -> Plan:
 def record_rejected(folder: Path, cfg: Any, err: BaseException) -> None:
     """In a sweep, a job whose config is rejected gets a ``failed`` record saying why, so the
     sweep's summary lists it; never over an existing run's record."""
-    from src.records import RunRecord
+    from src.training.records import RunRecord
 
     if (folder / RECORD_NAME).exists():
         return

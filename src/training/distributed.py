@@ -9,12 +9,13 @@ main process.
 Lightning's multiprocessing launcher sends back only rank 0's last weights, the trainer state, the
 best checkpoint path and ``callback_metrics``. ``MultiprocessDDPStrategy`` also sends back what the
 run record is built from: every callback's state (the best score of ``ModelCheckpoint``, the epoch
-history), the module's ``last_*`` results (the synchronised confusion matrices), the fit loop's
+history), the module's ``results`` (``StageResults``: the synchronised confusion matrices, the
+test predictions; its fields marked rank-local stay in the workers), the fit loop's
 progress (epochs, global step) and the data module's state, and it readies the data module's test
 split in the main process for the post-test analyses. Under spawn it also gives every worker its
 own copy of the torchmetrics states (see ``_unshare_metric_states``). An error in a worker is
-re-raised in the main process as its own type when it is one of ours (``NonFiniteError``,
-``CheckpointError``, ``ConfigError``), with its one-line message.
+re-raised in the main process as its own type when it is one of ours (``src.errors.USER_ERRORS``:
+``NonFiniteError``, ``CheckpointError``, ``ConfigError``, ``DatasetError`` ...), with its one-line message.
 
 Stopping (``_StopTogether``). SIGTERM or Ctrl-C reaches the main process (and, from a terminal or
 a cluster manager, often every worker too). The main process and the workers only set a shared
@@ -54,19 +55,18 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import Tensor
 from torch.nn import Module
 
+from src.config.checks import fail
+
 log = logging.getLogger(__name__)
 KEY = "marginloss_state_bytes"
 INTERRUPTED = "marginloss_interrupted"  # what rank 0 returns when the ranks stopped on a signal
-MODULE_ATTRIBUTES = ("test_predictions",)  # plus every attribute whose name starts with "last_"
 
 
 def _reraised(err: BaseException) -> BaseException:
     """The worker's own error type and message when it is one a user acts on, else ``err``."""
-    from src.callbacks.nonfinite import NonFiniteError
-    from src.checkpointing import CheckpointError
-    from src.errors import ConfigError
+    from src.errors import USER_ERRORS
 
-    known = {cls.__name__: cls for cls in (NonFiniteError, CheckpointError, ConfigError)}
+    known = {cls.__name__: cls for cls in USER_ERRORS}
     for line in reversed(str(err).splitlines()):
         match = re.match(r"^(?:[\w.]+\.)?(\w+): (.+)$", line.strip())
         if match and match.group(1) in known:
@@ -173,7 +173,7 @@ class _ResultsLauncher(_MultiProcessingLauncher):
             raise KeyboardInterrupt
         if self._stop_reason is None:
             self._stop_reason = "KeyboardInterrupt" if ctrl_c else "SIGTERM"
-            _ctrl_c["pending"] = ctrl_c  # how src.pipeline reports the stop (130 or 143)
+            _ctrl_c["pending"] = ctrl_c  # how src.training.pipeline reports the stop (130 or 143)
         self._stop.set()
         log.warning("%s: every worker stops after the same batch and saves last.ckpt%s",
                     "Ctrl-C" if ctrl_c else "SIGTERM", " (Ctrl-C again to stop at once)" if ctrl_c else "")
@@ -202,17 +202,14 @@ class _ResultsLauncher(_MultiProcessingLauncher):
 
     def _recover_results_in_main_process(self, worker_output: Any, trainer: pl.Trainer) -> None:
         if isinstance(worker_output, str) and worker_output == INTERRUPTED:
-            raise SIGTERMException  # src.pipeline records "interrupted" (SIGTERM or Ctrl-C, see _on_signal)
+            raise SIGTERMException  # src.training.pipeline records "interrupted" (SIGTERM or Ctrl-C, see _on_signal)
         super()._recover_results_in_main_process(worker_output, trainer)
 
     def get_extra_results(self, trainer: pl.Trainer) -> dict[str, Any]:
         extra = super().get_extra_results(trainer)
-        module = trainer.lightning_module
-        names = [n for n in vars(module) if n.startswith("last_")]
-        names += [n for n in MODULE_ATTRIBUTES if hasattr(module, n)]
         payload = {
             "callbacks": {cb.state_key: cb.state_dict() for cb in trainer.callbacks},
-            "module": {name: getattr(module, name) for name in names},
+            "results": trainer.lightning_module.results.shipped(),  # StageResults, src/training/model.py
             "datamodule": trainer.datamodule.state_dict() if trainer.datamodule is not None else None,
             "fit_loop": trainer.fit_loop.state_dict() if trainer.state.fn == TrainerFn.FITTING else None,
         }
@@ -230,8 +227,7 @@ class _ResultsLauncher(_MultiProcessingLauncher):
         for callback in trainer.callbacks:
             if states.get(callback.state_key):
                 callback.load_state_dict(states[callback.state_key])
-        for name, value in payload["module"].items():
-            setattr(trainer.lightning_module, name, value)
+        trainer.lightning_module.results.receive(payload["results"])
         if payload["fit_loop"] is not None:  # epoch and global step of the run, for the record
             trainer.fit_loop.load_state_dict(payload["fit_loop"])
         datamodule = getattr(self, "_datamodule", None)
@@ -248,7 +244,7 @@ class MultiprocessDDPStrategy(DDPStrategy):
 
     def __init__(self, start_method: str = "auto", **kwargs: Any) -> None:
         if start_method not in ("auto", "spawn", "fork", "forkserver"):
-            raise ValueError(f"start_method={start_method!r} is invalid: use auto, spawn, fork or forkserver")
+            fail("start_method", start_method, "use auto, spawn, fork or forkserver")
         self._auto_start = start_method == "auto"
         super().__init__(start_method="spawn" if self._auto_start else start_method, **kwargs)
 
