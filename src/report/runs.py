@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from src.config.moved import upgrade
 from src.training.run_folder import CONFIG_NAME as CONFIG
 from src.training.run_folder import RECORD_NAME as RECORD
 from src.utils.text import finite_number as _number
@@ -122,7 +123,8 @@ def load_run(folder: Path) -> Run:
     config_note = ""
     try:
         loaded = yaml.safe_load((folder / CONFIG).read_text())
-        config = loaded if isinstance(loaded, dict) else {}
+        # Old module paths under their current names: a study continued across a move is one recipe.
+        config = upgrade(loaded) if isinstance(loaded, dict) else {}
         if not isinstance(loaded, dict):
             config_note = f"; {CONFIG} is not a mapping"
     except FileNotFoundError:

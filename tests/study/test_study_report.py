@@ -199,3 +199,15 @@ def test_default_output_folder_is_inside_the_single_input(tmp_path: Path) -> Non
 def test_fabricated_records_match_the_class_names() -> None:
     record = json.loads(json.dumps({"class_names": FASHION}))
     assert record["class_names"][6] == "Shirt"
+
+
+def test_a_moved_component_path_is_the_same_recipe(tmp_path: Path) -> None:
+    """Runs of one study started before and after a module moved (src/config/moved.py) are one
+    recipe: no mixed-recipe warning, and one group."""
+    write_run(tmp_path / "old", seed=0, test_acc=0.90, config_extra={"scheduler._target_": "src.schedules.constant"})
+    write_run(tmp_path / "new", seed=1, test_acc=0.91,
+              config_extra={"scheduler._target_": "src.training.schedules.constant"})
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "## Warnings" not in text and "| softmax | 2 | 0 1 |" in text
