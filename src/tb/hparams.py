@@ -106,7 +106,7 @@ def read_session_hparams(content: bytes) -> dict[str, HParam]:
     return {k: v for k, v in ((k, _value(v)) for k, v in info.hparams.items()) if v is not None}
 
 
-def _hparam_info(name: str, values: list[HParam], present_in_all: bool) -> api_pb2.HParamInfo:
+def _hparam_info(name: str, values: list[HParam]) -> api_pb2.HParamInfo:
     distinct = sorted(set(values), key=lambda v: (str(type(v)), v))
     info = api_pb2.HParamInfo(name=name, display_name=name)
     if all(isinstance(v, bool) for v in values):
@@ -121,21 +121,24 @@ def _hparam_info(name: str, values: list[HParam], present_in_all: bool) -> api_p
     else:
         info.type = api_pb2.DATA_TYPE_STRING
         info.domain_discrete.extend(sorted({str(v) for v in values}))
-    # A key that only some runs have (ArcFace's loss.convention beside SphereFace runs) differs too.
-    info.differs = len(distinct) > 1 or not present_in_all
+    # Only a value that differs marks a key: a key that only some runs have follows from another choice
+    # (loss.convention from loss=arcface), and a study of three losses has a dozen such keys, which
+    # would take the five default columns from what was swept (loss, loss.m, seed, ...).
+    info.differs = len(distinct) > 1
     return info
 
 
 def experiment_infos(runs: Iterable[Mapping[str, HParam]]) -> list[api_pb2.HParamInfo]:
-    """One HParamInfo per key of any run: the keys that differ (by name), then the headline
-    constants; other constants are left out of the table (they are in every run's record)."""
+    """One HParamInfo per key of any run: the keys whose value differs (by name), then the headline
+    constants and the keys only some runs have (SphereFace's ``loss.anneal`` beside softmax runs);
+    keys every run shares with one value are left out of the table (they are in every run's record)."""
     runs = list(runs)
     names = sorted({k for run in runs for k in run})
     infos = []
     for name in names:
         values = [run[name] for run in runs if name in run]
-        info = _hparam_info(name, values, present_in_all=len(values) == len(runs))
-        if info.differs or name in HEADLINE:
+        info = _hparam_info(name, values)
+        if info.differs or name in HEADLINE or len(values) < len(runs):
             infos.append(info)
     # TensorBoard sorts them the same way (differing first, then by name) and shows the first five.
     return sorted(infos, key=lambda i: (not i.differs, i.name))
