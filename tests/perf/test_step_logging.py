@@ -120,7 +120,18 @@ class Interrupted(Exception):
     pass
 
 
-def fit(cfg: Any, cls: type[MarginClassifier], tmp_path: Path, stop: StopAt | None = None,
+class StopEarly(pl.Callback):
+    """Sets ``trainer.should_stop`` after batch ``batch`` of epoch ``epoch`` (as an early-stopping rule would)."""
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, idx: int) -> None:
+        if trainer.current_epoch == self.epoch and idx == self.batch:
+            trainer.should_stop = True
+
+
+def fit(cfg: Any, cls: type[MarginClassifier], tmp_path: Path, stop: pl.Callback | None = None,
         ckpt_path: Path | None = None) -> tuple[MarginClassifier, Capture, EpochHistory]:
     """Fit a fresh ``cls`` module (seeded, so every call starts from the same weights) with the LR
     monitor, EpochHistory and a capturing logger; an interruption by ``stop`` is swallowed."""
@@ -134,7 +145,7 @@ def fit(cfg: Any, cls: type[MarginClassifier], tmp_path: Path, stop: StopAt | No
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     except Interrupted:
-        assert stop is not None
+        assert isinstance(stop, StopAt)
     return model, capture, history
 
 
@@ -205,6 +216,20 @@ def test_a_run_resumed_mid_epoch_counts_each_trained_batch_once(tiny_config, tmp
     # EpochHistory's rows come back from the checkpoint (epoch 0), then the resumed epochs' figures.
     assert [r["epoch"] for r in history_new] == [0, 1, 2]
     assert [(r["train/loss"], r["train/acc"]) for r in history_new[1:]] == [(loss, acc) for _, loss, acc in new]
+
+
+def test_an_epoch_stopped_early_logs_the_batches_it_trained(tiny_config, tmp_path) -> None:
+    """``trainer.should_stop`` set after batch 3 of epoch 1: that epoch's figures cover its 4 batches."""
+    cfg = tiny_config("trainer.max_epochs=3", "trainer.log_every_n_steps=3", "callbacks.embeddings=null")
+    new, capture, history = fit(cfg, Recording, tmp_path / "new", stop=StopEarly(1, 3))
+    _, old_capture, _ = fit(cfg, PerStepEpochLogging, tmp_path / "old", stop=StopEarly(1, 3))
+    assert [e for e, *_ in new.batches] == [0] * 10 + [1] * 4
+    values, old = epoch_values(capture), epoch_values(old_capture)
+    assert len(values) == 2 == len(old) and len(history.epochs) == 2
+    for (step, loss, acc), (old_step, old_loss, old_acc), (h_loss, h_acc) in zip(values, old, by_hand(new.batches),
+                                                                                strict=True):
+        assert step == old_step and close(loss, old_loss) and close(acc, old_acc)
+        assert close(loss, h_loss) and close(acc, h_acc)
 
 
 def test_nonfinite_guard_reads_its_buffer_when_full_and_names_the_first_bad_step() -> None:
