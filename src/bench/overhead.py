@@ -525,7 +525,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="instead of framework vs bare: rank speed options with bare loops stepped in turn; "
                    "repeatable, e.g. --compare channels_last=true --compare 'trainer.precision=bf16-mixed'")
     p.add_argument("--window", type=int, default=50, help="--compare: steps per point of the step-time curve")
-    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write the results to this JSON file (rewritten after every training repeat)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.precision=bf16-mixed channels_last=true")
     args = p.parse_args(argv)
     if min(args.steps, args.warmup, args.repeats, args.predict_steps, args.predict_warmup) < 1:
@@ -572,7 +573,9 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> dict[str, Any]:
         train.append(row)
         print(f"  train repeat {r}: " + ", ".join(f"{k} {v.median_ips:.0f}" for k, v in sorted(row.items())) +
               " img/s", file=out, flush=True)
-    results["train"] = summarise(train)
+        if args.json and r + 1 < args.repeats:  # a run cut short (a time limit) keeps its finished repeats
+            write_results(args.json, {**results, "train": summarise(train), "train_repeats_done": r + 1})
+    results["train"], results["train_repeats_done"] = summarise(train), len(train)
     print_table(f"training: img/s of the median step ({args.steps} steps x {args.batch_size} images, "
                 f"median of {args.repeats} repeats); ratio = framework / bare", results["train"], out)
     split = decompose(results["train"])

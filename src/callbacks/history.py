@@ -19,6 +19,11 @@ class EpochHistory(pl.Callback):
         self.listener: Callable[[list[dict[str, float]]], None] | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The module keeps its epoch figures on the device and logs them once per epoch, from its own
+        # on_train_epoch_end, which Lightning calls after this hook: have them logged now.
+        log_train_epoch = getattr(pl_module, "log_train_epoch", None)
+        if callable(log_train_epoch):
+            log_train_epoch()
         row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for key in self.KEYS:
             if key in trainer.callback_metrics:

@@ -135,21 +135,63 @@ class MarginClassifier(pl.LightningModule):
         images, labels = batch
         embeddings = self.embed(images)
         loss = self.head(embeddings, labels)
-        with torch.no_grad():
-            accuracy = (self.head.predict(embeddings.detach()) == labels).float().mean()
         n = int(labels.shape[0])
         # Each self.log costs Python time on every step (a few percent of a ~30 ms bf16 CPU step;
         # docs/performance.md), so: the per-step loss only on the steps a logger or a shown progress
         # bar reads it (Lightning turns a per-step prog_bar value into a Python float after every
-        # step, bar or no bar: a host sync on a GPU); the epoch values as tensors weighted by the batch
-        # size, whose mean over the epoch is the epoch's loss and exact accuracy (total correct / total;
-        # a torchmetrics object here costs an nn.Module.to() per call). Nothing is synced per step.
+        # step, bar or no bar: a host sync on a GPU); the epoch values as running sums on the device
+        # (in-place adds, no host sync), logged once at the end of the epoch (log_train_epoch).
         bar = self._progress_bar_shown()
         if bar or self._loggers_read_this_step():
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=bar, batch_size=n)
-        self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
-        self.log("train/acc", accuracy, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=n)
+        with torch.no_grad():
+            correct = (self.head.predict(embeddings.detach()) == labels).sum()
+            if self._epoch_sums is None or self._epoch_sums[0].device != loss.device:
+                self._epoch_sums = (torch.zeros((), device=loss.device), torch.zeros((), dtype=torch.long,
+                                                                                    device=loss.device))
+            # loss * n in float32, added in batch order: the sum Lightning kept for an on_epoch self.log.
+            self._epoch_sums[0].add_(loss.detach().float() * n)
+            self._epoch_sums[1].add_(correct)
+        self._epoch_count += n
         return loss
+
+    # The epoch's training figures: running sums over the batches trained since the epoch started
+    # (or since fitting started or resumed: Lightning does not checkpoint logged values, so a run
+    # resumed mid-epoch reports the batches it trained after the resume, as before), kept on the
+    # device and logged once per epoch. They must be in trainer.callback_metrics when EpochHistory's
+    # on_train_epoch_end runs, and Lightning calls the callbacks' on_train_epoch_end before the
+    # module's: so EpochHistory calls log_train_epoch first, and the module's own hook logs whatever
+    # is still pending (no EpochHistory) before ModelCheckpoint / EarlyStopping, which run after it.
+    _epoch_sums: tuple[torch.Tensor, torch.Tensor] | None = None  # (sum of loss * n, correct)
+    _epoch_count: int = 0  # images, counted on the host (no sync)
+
+    def _reset_epoch_sums(self) -> None:
+        self._epoch_sums, self._epoch_count = None, 0
+
+    def on_train_start(self) -> None:
+        self._reset_epoch_sums()
+
+    def on_train_epoch_start(self) -> None:
+        self._reset_epoch_sums()
+
+    def on_train_epoch_end(self) -> None:
+        self.log_train_epoch()
+
+    def log_train_epoch(self) -> None:
+        """Log ``train/loss_epoch`` and ``train/acc`` (the epoch's mean loss and exact accuracy) once,
+        from an ``on_train_epoch_end`` hook; later calls in the same epoch log nothing.
+
+        Logged as this rank's mean weighted by its image count with ``sync_dist``: Lightning then
+        all-reduces mean * count and the counts, so under DDP the figure is total / total over all
+        ranks (not a mean of the ranks' means), as when every step was logged."""
+        if self._epoch_sums is None or self._epoch_count == 0:
+            return
+        loss_sum, correct = self._epoch_sums
+        n = self._epoch_count
+        self._reset_epoch_sums()
+        self.log("train/loss_epoch", loss_sum / n, on_step=False, on_epoch=True, sync_dist=True, batch_size=n)
+        self.log("train/acc", correct.float() / n, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True,
+                 batch_size=n)
 
     def _progress_bar_shown(self) -> bool:
         return self._trainer is not None and self._trainer.progress_bar_callback is not None

@@ -28,7 +28,8 @@ def test_interleaved_bench_reports_training_and_inference_ratios(synthetic_root:
         ratio = results[part]["framework"]["median_ratio"]
         assert math.isfinite(ratio) and ratio > 0
         assert results[part]["bare"]["median_ips"] > 0
-    assert json.loads((tmp_path / "r.json").read_text())["setting"]["backbone"] == "small3d"
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["setting"]["backbone"] == "small3d" and saved["train_repeats_done"] == 1
     assert "ratio = framework / bare" in out.getvalue()
 
 
