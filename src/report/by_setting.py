@@ -74,12 +74,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", help="run folders or sweep folders (searched recursively)")
     parser.add_argument("--by", required=True, help="the setting that splits the runs, e.g. trainer.precision")
     parser.add_argument("--metric", default="test_acc", choices=ACCURACIES, help="default test_acc")
+    parser.add_argument("--reference", help="the value the others are compared with (default: the first found)")
     args = parser.parse_args(argv)
     runs, _ = mark_duplicates(load_runs(args.folders))
     sides = split(runs, args.by)
     if not sides:
         print(f"error: no finished run with a test accuracy under {', '.join(args.folders)}", file=sys.stderr)
         return 1
+    if args.reference is not None:
+        if args.reference not in sides:
+            print(f"error: --reference {args.reference}: no finished run has {args.by}={args.reference} "
+                  f"(found: {', '.join(sides)})", file=sys.stderr)
+            return 2
+        sides = {args.reference: sides[args.reference], **sides}
     print("\n".join(compare_table(sides, args.by, args.metric)))
     for name, values in other_differences(sides, args.by).items():
         print(f"warning: the runs also differ in {name}: {', '.join(values)}", file=sys.stderr)

@@ -54,3 +54,14 @@ def test_no_usable_run_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture
     write_run(tmp_path / "a", status="failed")
     assert by_setting.main([str(tmp_path), "--by", "seed"]) == 1
     assert "error: no finished run" in capsys.readouterr().err
+
+
+def test_reference_value_comes_first_and_a_missing_one_is_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = sweep(tmp_path)
+    assert by_setting.main([str(root), "--by", "trainer.precision", "--reference", "32-true"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| `")]
+    assert rows[0].startswith("| `trainer.precision=32-true` | 3 |") and "(reference)" in rows[0]
+    assert rows[1].startswith("| `trainer.precision=bf16-mixed` | 3 | 0 1 2 | 93.20 ± 0.20 | +0.10 |")
+    assert by_setting.main([str(root), "--by", "trainer.precision", "--reference", "16-mixed"]) == 2
+    assert "error: --reference 16-mixed: no finished run has trainer.precision=16-mixed" in capsys.readouterr().err
