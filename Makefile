@@ -32,10 +32,14 @@ train: data
 	$(PY) -m src.train $(ARGS)
 
 # The margin-loss study (docs/study.md): 7 (loss, m) configurations x seeds 0,1,2 in one Hydra
-# sweep under outputs/multiruns/. study-quick is the same grid shrunk for a 2-core CPU (a smoke
-# test, not results). Extra overrides go in ARGS, e.g. make study ARGS="seed=0,1,2,3,4".
+# sweep into experiments/study/runs/; rerunning it continues the study. Two jobs side by side with
+# one thread each (hydra/launcher=local_parallel; 1.2-1.6x one 2-thread job on a 2-core CPU,
+# experiments/bench/ run P1); more jobs with STUDY_JOBS=7 on a big machine or GPU. study-quick is the
+# same grid shrunk for a 2-core CPU (a smoke test, not results). Extra overrides go in ARGS, e.g.
+# make study ARGS="seed=0,1,2,3,4".
+STUDY_JOBS ?= 2
 study: data
-	$(PY) -m src.train -m experiment=study $(ARGS)
+	$(PY) -m src.train -m experiment=study hydra/launcher=local_parallel hydra.launcher.n_jobs=$(STUDY_JOBS) $(ARGS)
 
 study-quick: data
 	$(PY) -m src.train -m experiment=study_quick $(ARGS)
