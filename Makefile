@@ -10,7 +10,7 @@ DATASET ?= fashion_mnist
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test lint study study-quick evaluate report bench tb-screenshots clean
+.PHONY: setup data train test lint study audit study-report study-quick evaluate report bench tb-screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ train: data
 STUDY_JOBS ?= 2
 study: data
 	$(PY) -m src.train -m experiment=study hydra/launcher=local_parallel hydra.launcher.n_jobs=$(STUDY_JOBS) $(ARGS)
+
+# The reference study's own protocol reproduced (AUDIT ONLY, docs/reference_protocol.md): 3
+# configurations x seeds 0,1,2 into experiments/reference_audit/runs/, continued by rerunning; then
+# study-report writes experiments/study/report.md with the gap table from both folders.
+audit: data
+	$(PY) -m src.train -m experiment=reference_audit hydra/launcher=local_parallel hydra.launcher.n_jobs=$(STUDY_JOBS) $(ARGS)
+
+study-report: setup
+	$(PY) -m src.report experiments/study/runs experiments/reference_audit/runs --out experiments/study
 
 study-quick: data
 	$(PY) -m src.train -m experiment=study_quick $(ARGS)

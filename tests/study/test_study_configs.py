@@ -66,6 +66,6 @@ def test_open_set_experiment_holds_out_classes(tiny_config) -> None:
 
 def test_makefile_has_study_targets() -> None:
     makefile = (REPO / "Makefile").read_text()
-    for target in ("study:", "study-quick:", "report:"):
+    for target in ("study:", "audit:", "study-report:", "study-quick:", "report:"):
         assert f"\n{target}" in makefile
     assert "experiment=study_quick" in makefile and "-m src.report" in makefile
