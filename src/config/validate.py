@@ -296,6 +296,7 @@ def check_data(d: Mapping[str, Any]) -> int:
     check_int("data.split_seed", d.get("split_seed", 0), 0, MAX_SEED)
     check_int("data.seed", d.get("seed", 0), 0, MAX_SEED)
     check_int("data.crop_padding", d.get("crop_padding", 0), 0, 27)
+    check_number("data.erase_prob", d.get("erase_prob", 0.0), 0.0, 1.0)
     for key in ("normalize", "hflip", "download", "verify", "channels_last", "fallback"):
         if key in d:
             check_bool(f"data.{key}", d[key])

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.distributed as dist
 
-from src.data.augment import random_crop, random_hflip
+from src.data.augment import random_crop, random_erase, random_hflip
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -41,6 +41,7 @@ class InMemoryBatches:
         std: float = 1.0,
         hflip: bool = False,
         crop_padding: int = 0,
+        erase_prob: float = 0.0,
         drop_last: bool = False,
         channels_last: bool = False,
     ) -> None:
@@ -48,7 +49,7 @@ class InMemoryBatches:
         self.batch_size, self.shuffle, self.seed = int(batch_size), shuffle, int(seed)
         self.epoch_fn = epoch_fn or (lambda: 0)
         self.mean, self.std = float(mean), float(std)
-        self.hflip, self.crop_padding = hflip, int(crop_padding)
+        self.hflip, self.crop_padding, self.erase_prob = hflip, int(crop_padding), float(erase_prob)
         self.drop_last, self.channels_last = drop_last, channels_last
 
     def _indices(self) -> torch.Tensor:
@@ -68,7 +69,7 @@ class InMemoryBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         indices = self._indices().to(self.images.device)
-        augment = self.shuffle and (self.hflip or self.crop_padding > 0)
+        augment = self.shuffle and (self.hflip or self.crop_padding > 0 or self.erase_prob > 0)
         gen = None
         if augment:
             gen = torch.Generator(device=self.images.device)
@@ -83,6 +84,8 @@ class InMemoryBatches:
                     x = random_hflip(x, gen)
                 x = random_crop(x, self.crop_padding, gen)
             x = x.sub_(self.mean).div_(self.std)
+            if augment:  # after normalising: an erased patch holds the mean image value (0)
+                x = random_erase(x, self.erase_prob, gen)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.labels[idx]

@@ -61,6 +61,7 @@ class ImageClassificationData(pl.LightningDataModule):
         normalize: bool = True,
         hflip: bool = False,
         crop_padding: int = 0,
+        erase_prob: float = 0.0,
         held_out_classes: Sequence[int] = (),
         seed: int = 0,
         channels_last: bool = False,
@@ -74,6 +75,7 @@ class ImageClassificationData(pl.LightningDataModule):
         self.train_subset, self.test_subset = train_subset, test_subset
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.normalize, self.hflip, self.crop_padding = normalize, hflip, int(crop_padding)
+        self.erase_prob = float(erase_prob)
         self.held_out_classes = sorted(int(c) for c in held_out_classes)
         self.seed, self.channels_last = int(seed), channels_last
         self.known_classes = [c for c in range(len(all_names)) if c not in self.held_out_classes]
@@ -151,6 +153,7 @@ class ImageClassificationData(pl.LightningDataModule):
             std=self.std,
             hflip=self.hflip and train,
             crop_padding=self.crop_padding if train else 0,
+            erase_prob=self.erase_prob if train else 0.0,
             drop_last=False,
             channels_last=self.channels_last,
         )

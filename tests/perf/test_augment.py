@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from src.data.augment import random_crop, random_hflip
+from src.data.augment import random_crop, random_erase, random_hflip
 
 
 def distinct(n: int, h: int = 28, w: int = 28, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -71,6 +71,31 @@ def test_zero_padding_is_the_identity() -> None:
 
 def test_same_generator_seed_same_result_other_seed_other_result() -> None:
     x = distinct(32)
-    for op in (lambda t, g: random_hflip(t, g), lambda t, g: random_crop(t, 2, g)):
+    ops = (lambda t, g: random_hflip(t, g), lambda t, g: random_crop(t, 2, g), lambda t, g: random_erase(t, 0.5, g))
+    for op in ops:
         assert torch.equal(op(x, gen(7)), op(x, gen(7)))
         assert not torch.equal(op(x, gen(7)), op(x, gen(8)))
+
+
+def test_erase_with_probability_one_fills_one_rectangle_per_image_within_the_area_bounds() -> None:
+    x = distinct(64)
+    y = random_erase(x, 1.0, gen(3), value=-1.0)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    for i in range(len(x)):
+        changed = y[i, 0] != x[i, 0]
+        assert bool((y[i, 0][changed] == -1).all()) and bool((y[i, 0][~changed] == x[i, 0][~changed]).all())
+        rows, cols = changed.any(1).nonzero()[:, 0], changed.any(0).nonzero()[:, 0]
+        h, w = len(rows), len(cols)
+        assert h >= 1 and w >= 1 and int(changed.sum()) == h * w  # one filled rectangle
+        assert rows.max() - rows.min() + 1 == h and cols.max() - cols.min() + 1 == w  # contiguous
+        # area fraction drawn in [0.02, 0.4] of 784 px; rounding each side moves it by < one row + column
+        assert h * w <= 0.4 * 784 + h + w + 1
+    sizes = {(int((y[i] != x[i]).any(-1).sum()), int((y[i] != x[i]).any(-2).sum())) for i in range(len(x))}
+    assert len(sizes) > 10  # shapes vary
+
+
+def test_erase_probability_and_identity() -> None:
+    x = distinct(64)
+    assert random_erase(x, 0.0, gen(0)) is x
+    erased = (random_erase(x, 0.5, gen(4), value=-1.0) == -1).flatten(1).any(1)
+    assert 10 < int(erased.sum()) < 54

@@ -56,6 +56,23 @@ def test_augmented_batches_keep_shape_dtype_and_memory_format() -> None:
     assert all(torch.equal(a, b) for a, b in zip(first, [x for x, _ in batches], strict=True))  # seeded
 
 
+def test_erasing_touches_training_batches_only_and_leaves_the_other_streams_alone() -> None:
+    images, labels = torch.randint(1, 256, (64, 28, 28), dtype=torch.uint8), torch.arange(64) % 10
+
+    def batches(shuffle: bool, erase: float) -> list[torch.Tensor]:
+        kw = dict(shuffle=shuffle, hflip=True, crop_padding=2, mean=0.0, std=1.0)
+        return [x for x, _ in InMemoryBatches(images, labels, 64, erase_prob=erase, **kw)]
+
+    plain, erased = batches(True, 0.0)[0], batches(True, 1.0)[0]
+    changed = erased != plain
+    assert bool((erased[changed] == 0).all())  # an erased patch holds the mean, 0 after normalising
+    assert bool(changed.flatten(1).any(1).all())  # p = 1: every image lost a patch of non-zero pixels
+    # erasing draws after flips and crops, so what changed is one patch, not a different flip or crop
+    rows, cols = changed[:, 0].any(2).sum(1), changed[:, 0].any(1).sum(1)
+    assert bool((changed.flatten(1).sum(1) <= rows * cols).all()) and bool((rows * cols <= 0.4 * 784 + 57).all())
+    assert torch.equal(batches(False, 1.0)[0], batches(False, 0.0)[0])  # evaluation is never erased
+
+
 def _count_syncs(monkeypatch: pytest.MonkeyPatch, counts: Counter) -> None:
     for name in SYNC_METHODS:
         original = getattr(torch.Tensor, name)

@@ -28,6 +28,7 @@ MISTAKES = [
     (["data.batch_size=0"], "data.batch_size=0"),
     (["data.val_size=60000"], "data.val_size=60000"),
     (["data.train_subset=0"], "data.train_subset=0"),
+    (["data.erase_prob=1.5"], "data.erase_prob=1.5"),
     (["data.held_out_classes=[3,3]"], "data.held_out_classes=[3, 3]"),
     (["data.held_out_classes=[10]"], "data.held_out_classes=[10]"),
     (["data.held_out_classes=[0,1,2,3,4,5,6,7,8]"], "at least 2"),
