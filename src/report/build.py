@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from src.report.confusions import confusion_change_section
 from src.report.figures import confusion_grid, curve_figures
 from src.report.format import num, pct, table, write_csv
 from src.report.gap import CSV_HEADER, gap_section, is_audit_run
@@ -86,6 +87,7 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
             md += ["## Validation accuracy", ""]
             md += [f"![{loss}]({name})" for loss, name in curves] + [""]
         md += confusion_section(groups, grid)
+        md += confusion_change_section(groups, table)
     if gap_md:
         md += gap_md
         write_csv(out / "gap_explained.csv", CSV_HEADER, gap_rows)

@@ -23,7 +23,7 @@ IGNORED_PREFIXES = (
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.accelerator", "trainer.devices", "callbacks", "best_checkpoint", "learning_rate", "confusion",
     "history", "embeddings", "logger", "tensorboard", "analysis", "channels_last", "data.channels_last",
-    "compile", "matmul_precision", "data.eval_batch_size",
+    "compile", "matmul_precision", "data.eval_batch_size", "threads",
 )
 
 
@@ -68,28 +68,32 @@ class Group:
     def seeds(self) -> list[Any]:
         return sorted((run.seed for run in self.runs), key=str)
 
-    def confusion(self) -> tuple[np.ndarray | None, list[str], str]:
-        """The test confusion matrices summed over the group's runs, the class names, a note."""
-        total, names, skipped = None, [], 0
+    def matrices(self) -> tuple[list[np.ndarray], list[str], int]:
+        """Each run's test confusion matrix (those of the first usable shape), class names, runs skipped."""
+        found: list[np.ndarray] = []
+        names: list[str] = []
+        skipped = 0
         for run in self.runs:
-            matrix = run.record.get("test_confusion")
             try:
-                arr = np.asarray(matrix, dtype=np.int64)
+                arr = np.asarray(run.record.get("test_confusion"), dtype=np.int64)
             except (TypeError, ValueError):
                 skipped += 1
                 continue
-            if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.size == 0:
+            square = arr.ndim == 2 and arr.shape[0] == arr.shape[1] and arr.size > 0
+            if not square or (found and arr.shape != found[0].shape):
                 skipped += 1
                 continue
-            if total is None:
-                total = arr.copy()
+            if not found:
                 names = [str(n) for n in (run.record.get("class_names") or [])]
-            elif arr.shape == total.shape:
-                total += arr
-            else:
-                skipped += 1
-        if total is not None and len(names) != len(total):
-            names = [str(i) for i in range(len(total))]
+            found.append(arr)
+        if found and len(names) != len(found[0]):
+            names = [str(i) for i in range(len(found[0]))]
+        return found, names, skipped
+
+    def confusion(self) -> tuple[np.ndarray | None, list[str], str]:
+        """The test confusion matrices summed over the group's runs, the class names, a note."""
+        found, names, skipped = self.matrices()
+        total = np.sum(found, axis=0) if found else None
         return total, names, f"{skipped} run(s) without a usable test_confusion" if skipped else ""
 
     def differing_settings(self) -> dict[str, list[str]]:

@@ -4,6 +4,7 @@ difference of means, and the most confused class pairs of a confusion matrix."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,9 @@ def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
         # No spread at all: equal means are no evidence, different means are "infinitely" clear.
         return (0.0, 1.0) if a_arr.mean() == b_arr.mean() else (math.copysign(math.inf, a_arr.mean() - b_arr.mean()),
                                                                   0.0)
-    result = stats.ttest_ind(a_arr, b_arr, equal_var=False)
+    with warnings.catch_warnings():  # scipy warns on near-equal samples; the p-value it returns is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(a_arr, b_arr, equal_var=False)
     return float(result.statistic), float(result.pvalue)
 
 

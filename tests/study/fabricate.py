@@ -56,7 +56,10 @@ def write_run(folder: Path, loss: str = "softmax", m: float | None = None, seed:
               "trainer": {"max_epochs": epochs}}
     for key, value in (config_extra or {}).items():
         section, _, name = key.partition(".")
-        config.setdefault(section, {})[name] = value
+        if name:
+            config.setdefault(section, {})[name] = value
+        else:
+            config[section] = value
     import yaml
 
     (folder / "config_resolved.yaml").write_text(yaml.safe_dump(config))

@@ -160,13 +160,14 @@ def test_report_merges_folders_and_flags_mixed_recipes(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for seed, acc in enumerate(BASE[:2]):
         write_run(a / f"run{seed}", "softmax", None, seed, acc)
-    write_run(b / "run2", "softmax", None, 2, BASE[2], config_extra={"optimizer.lr": 0.5})
+    write_run(b / "run2", "softmax", None, 2, BASE[2], config_extra={"optimizer.lr": 0.5, "threads": 1})
     out = tmp_path / "out"
     assert report.main([str(a), str(b), "--out", str(out)]) == 0
     summary = read_csv(out / "summary.csv")
     assert len(summary) == 1 and summary[0]["n_runs"] == "3" and summary[0]["seeds"] == "0 1 2"
     text = (out / "report.md").read_text()
     assert "mixes runs that differ in `optimizer.lr`" in text and "data.root" not in text.split("## Warnings")[1]
+    assert "threads" not in text.split("## Warnings")[1].split("\n## ")[0]  # intra-op threads never change the recipe
 
 
 def test_report_groups_by_experiment_when_several(tmp_path: Path) -> None:
