@@ -1,7 +1,8 @@
 """Screenshots of TensorBoard's four useful tabs over a logdir, taken with headless Chromium, for a
 person to look at before a release (``make tb-screenshots LOGDIR=outputs/multiruns/<sweep>``).
 
-Starts a real TensorBoard on 127.0.0.1, waits until it serves the runs, opens each tab with the
+Starts a real TensorBoard on 127.0.0.1, waits until it has read every run's events (its scalar
+data stops changing), opens each tab with the
 URL the README recommends (``?smoothing=0``), gives it a few seconds to draw and writes
 ``<out>/<tab>.png``. Needs Chromium
 (Debian: ``apt-get install chromium``); exits with status 2 and says so when it is missing.
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,46 @@ def wait_for_runs(base: str, server: subprocess.Popen, timeout: float) -> list[s
             pass
         time.sleep(0.5)
     raise TimeoutError(f"tensorboard served no run within {timeout:.0f} s")
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def loaded_signature(base: str) -> str:
+    """What TensorBoard has loaded so far: each run's scalar tags and its number of val/acc points
+    (or of its first tag's). A run is listed before its events are read, so the run list alone says
+    nothing about whether the charts and the HParams sessions are complete."""
+    tags = _get_json(f"{base}/data/plugin/scalars/tags")
+    counts = {}
+    for run, run_tags in sorted(tags.items()):
+        tag = "val/acc" if "val/acc" in run_tags else next(iter(sorted(run_tags)), None)
+        if tag is not None:
+            query = urllib.parse.urlencode({"run": run, "tag": tag})
+            counts[run] = (sorted(run_tags), len(_get_json(f"{base}/data/plugin/scalars/scalars?{query}")))
+    return json.dumps(counts, sort_keys=True)
+
+
+def wait_until_stable(read: Any, timeout: float, settle: int = 3, interval: float = 1.0) -> str:
+    """Calls ``read()`` until it returns the same non-empty value ``settle`` times in a row (or the
+    timeout passes: then the last value, with a warning), and returns that value."""
+    deadline = time.monotonic() + timeout
+    last, same = None, 0
+    while True:
+        try:
+            value = read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            value = None
+        same = same + 1 if value and value == last else (1 if value else 0)
+        last = value
+        if same >= settle:
+            return value
+        if time.monotonic() >= deadline:
+            print(f"warning: TensorBoard still loading after {timeout:.0f} s; screenshots may be incomplete",
+                  file=sys.stderr)
+            return last or ""
+        time.sleep(interval)
 
 
 def _above_4(fd: int) -> int:
@@ -196,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     chromium = None
     try:
         runs = wait_for_runs(base, server, timeout=120)
+        wait_until_stable(lambda: loaded_signature(base), timeout=300)
         print(f"tensorboard at {base}: {len(runs)} runs")
         chromium = Chromium(browser, (width, height))
         for tab in [t.strip() for t in args.tabs.split(",") if t.strip()]:

@@ -133,3 +133,26 @@ def test_logger_tags_and_final_records_in_the_run_folder(tmp_path) -> None:
     assert read_session_hparams(content[metadata.SESSION_START_INFO_TAG]) == {"seed": 0, "loss.m": 0.5,
                                                                               "loss": "arcface"}
     assert not list(tmp_path.glob("hparams.yaml")) and list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_screenshots_wait_until_what_tensorboard_serves_stops_changing() -> None:
+    from src.tb.screenshots import wait_until_stable
+
+    # Runs listed first, their events read one after another: the value grows, then holds.
+    served = iter(["", "{a:1}", "{a:1,b:1}", "{a:1,b:5}", "{a:1,b:5}", "{a:1,b:5}", "never read"])
+    reads = []
+
+    def read() -> str:
+        reads.append(next(served))
+        return reads[-1]
+
+    assert wait_until_stable(read, timeout=60, settle=3, interval=0) == "{a:1,b:5}"
+    assert len(reads) == 6  # stopped as soon as three reads agreed
+
+
+def test_screenshots_give_up_waiting_at_the_timeout(capsys: pytest.CaptureFixture[str]) -> None:
+    from src.tb.screenshots import wait_until_stable
+
+    count = iter(range(10**6))
+    value = wait_until_stable(lambda: str(next(count)), timeout=0.05, settle=3, interval=0.01)
+    assert value.isdigit() and "still loading" in capsys.readouterr().err
