@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from src.report.claims import KNOWN_PAIRS
-from src.report.format import pvalue
+from src.report.format import num, pvalue
 from src.report.groups import BASELINE_LOSS, Group, baseline_for
 from src.report.stats import ALPHA, TOP_PAIRS, confused_pairs, holm, mean_std, welch
 
@@ -34,7 +35,6 @@ class PairTest:
     pair: tuple[str, str]
     errors: list[float]
     baseline: list[float]
-    t: float = math.nan
     p: float = math.nan
     p_holm: float = math.nan
 
@@ -56,12 +56,11 @@ class PairTest:
 @dataclass
 class ConfusionComparison:
     pairs: list[tuple[str, str]]
-    baselines: dict[str, dict[tuple[str, str], list[float]]] = field(default_factory=dict)
     tests: list[PairTest] = field(default_factory=list)
 
 
 def compare_confusions(groups: Sequence[Group]) -> ConfusionComparison | None:
-    """The table's data: which pairs, each baseline's per-run errors, and every (group, pair) test."""
+    """The table's data: which pairs, and every (group, pair) test."""
     baselines = [g for g in groups if g.loss == BASELINE_LOSS]
     pairs: list[tuple[str, str]] = []
     for base in baselines:
@@ -73,20 +72,20 @@ def compare_confusions(groups: Sequence[Group]) -> ConfusionComparison | None:
     pairs += [p for p in KNOWN_PAIRS if p not in pairs and p[::-1] not in pairs]
     pairs = list(dict.fromkeys(pairs))
     out = ConfusionComparison(pairs)
+    base_matrices: dict[int, tuple[Any, ...]] = {id(b): b.matrices() for b in baselines}
     for group in groups:
         base = baseline_for(group, groups)
         if group.loss == BASELINE_LOSS or base is None:
             continue
         mats, names, _ = group.matrices()
-        base_mats, base_names, _ = base.matrices()
+        base_mats, base_names, _ = base_matrices[id(base)]
         for pair in pairs:
             errors, reference = pair_errors(mats, names, *pair), pair_errors(base_mats, base_names, *pair)
             if not errors or not reference:
                 continue
             test = PairTest(group, pair, errors, reference)
-            test.t, test.p = welch(errors, reference)
+            _, test.p = welch(errors, reference)
             out.tests.append(test)
-            out.baselines.setdefault(base.label, {})[pair] = reference
     for test, adjusted in zip(out.tests, holm([t.p for t in out.tests]), strict=True):
         test.p_holm = adjusted
     return out
@@ -107,8 +106,8 @@ def confusion_change_section(groups: Sequence[Group], table: Callable[..., str])
     for test in result.tests:
         mean, std = mean_std(test.errors)
         base_mean, base_std = mean_std(test.baseline)
-        rows.append([test.group.label, f"{test.pair[0]} <-> {test.pair[1]}", _count(base_mean, base_std),
-                     _count(mean, std), f"{100 * test.change:+.1f}%", pvalue(test.p), pvalue(test.p_holm),
+        rows.append([test.group.label, f"{test.pair[0]} <-> {test.pair[1]}", num(base_mean, base_std),
+                     num(mean, std), f"{100 * test.change:+.1f}%", pvalue(test.p), pvalue(test.p_holm),
                      test.verdict])
     md.append(table(["configuration", "pair", "softmax errors", "errors", "change", "p", "p (Holm)", "verdict"],
                     rows))
@@ -122,9 +121,3 @@ def confusion_change_section(groups: Sequence[Group], table: Callable[..., str])
         md.append(line + (f"; more errors on {', '.join(worse)}" if worse else "") + ".")
     md.append("")
     return md
-
-
-def _count(mean: float, std: float) -> str:
-    if math.isnan(mean):
-        return "–"
-    return f"{mean:.1f}" + ("" if math.isnan(std) else f" ± {std:.1f}")
