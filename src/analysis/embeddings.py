@@ -4,8 +4,9 @@
 weights; embedded afresh if it kept none) and stores their angular geometry and their retrieval /
 clustering metrics (``src.analysis.retrieval``); with ``data.held_out_classes`` it also embeds the
 held-out classes' test images and runs the open-set verification check and the same retrieval
-metrics on them. All go into the run record (metrics.json, keys ``geometry``, ``retrieval`` and
-``open_set`` with ``open_set.retrieval``) and every logger the trainer has (scalars
+metrics on them. For the audit's reference heads it adds ``reference_decode``
+(src/analysis/reference_decode.py). All go into the run record (metrics.json, keys ``geometry``,
+``retrieval``, ``open_set`` with ``open_set.retrieval``, ``reference_decode``) and every logger the trainer has (scalars
 ``test/geometry/*``, ``test/retrieval/*``, ``test/open_set/*``, ``test/open_set/retrieval/*``; in TensorBoard also
 the held-out embeddings in the projector). A failing analysis is recorded as ``{"error": ...}``
 and warned about; it never fails a run whose training and test succeeded.
@@ -23,7 +24,9 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.geometry import class_geometry
 from src.analysis.open_set import verification_metrics
+from src.analysis.reference_decode import reference_decode
 from src.analysis.retrieval import RETRIEVAL_KEYS, embedding_metrics
+from src.losses.reference_protocol import ReferenceHead
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,10 @@ def _scalars(results: Mapping[str, Any]) -> dict[str, float]:
     for key, value in open_set.items():
         if (key in ("roc_auc", "recall_at_1") or key.startswith("tar_far")) and isinstance(value, (int, float)):
             tags[f"test/open_set/{key}"] = float(value)
+    decode = results.get("reference_decode") or {}
+    for key in ("label_fed_acc", "self_consistent_acc"):
+        if isinstance(decode.get(key), (int, float)):
+            tags[f"audit/test/{key}"] = float(decode[key])
     for prefix, block in (("test/retrieval", results.get("retrieval")),
                           ("test/open_set/retrieval", open_set.get("retrieval"))):  # fmt: skip
         for key in RETRIEVAL_KEYS:
@@ -126,6 +133,15 @@ def run_analyses(trainer: Any, model: Any, datamodule: Any, options: Mapping[str
             results["geometry"] = {"error": f"{type(err).__name__}: {err}"}
     if options.get("retrieval", True):
         results["retrieval"] = _retrieval(*test_embeddings(), "retrieval")
+    head = getattr(model, "head", None)
+    if options.get("reference_decode", True) and isinstance(head, ReferenceHead):  # audit runs only
+        try:
+            emb, labels = test_embeddings()
+            results["reference_decode"] = reference_decode(head, emb.to(head.weight.device).float(),
+                                                           labels.to(head.weight.device))
+        except Exception as err:  # an analysis never fails a finished run
+            log.warning("reference decode failed: %s: %s", type(err).__name__, err)
+            results["reference_decode"] = {"error": f"{type(err).__name__}: {err}"}
     open_batches = datamodule.open_set_batches() if hasattr(datamodule, "open_set_batches") else None
     if options.get("open_set", True) and open_batches is not None:
         try:

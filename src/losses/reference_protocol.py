@@ -79,6 +79,34 @@ class ReferenceHead(LossHead):
         mix = mix_raw_label if self.mixing == "raw_label" else mix_one_hot_broadcast
         return self.s * mix(cos, self.target_cos(cos), labels)
 
+    def candidate_logits(self, cos: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+        """(N, C): the logits the layer would give every row had it been fed label k; for
+        one_hot_broadcast the diagonal entry (sample i, margin at its own assumed label)."""
+        labels = torch.full((cos.shape[0],), k, dtype=torch.long, device=cos.device)
+        if self.mixing == "raw_label":
+            return self.s * mix_raw_label(cos, target, labels)
+        mask = nn.functional.one_hot(labels, cos.shape[1]).to(cos.dtype)
+        return self.s * (cos * (1.0 - mask) + target * mask)
+
+    def self_consistent_predict(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A label-free reading of the label-fed layer: for every candidate label k apply the rule
+        the layer uses for k; k is *consistent* when that rule's argmax is k itself. Returns
+        (prediction (N,), consistent (N, C) bool): of several consistent labels the one with the
+        largest lead over its runner-up, and the plain cosine argmax when none is consistent.
+        No label is read; audit only (the reference never decoded this way)."""
+        cos = cosine_matrix(embeddings, self.weight).float()
+        target = self.target_cos(cos).float()
+        n, classes = cos.shape
+        lead = torch.full((n, classes), -torch.inf, device=cos.device)
+        consistent = torch.zeros(n, classes, dtype=torch.bool, device=cos.device)
+        for k in range(classes):
+            logits = self.candidate_logits(cos, target, k)
+            top2 = logits.topk(2, dim=1).values
+            consistent[:, k] = logits.argmax(dim=1) == k
+            lead[:, k] = torch.where(consistent[:, k], logits[:, k] - top2[:, 1], -torch.inf)
+        prediction = torch.where(consistent.any(dim=1), lead.argmax(dim=1), cos.argmax(dim=1))
+        return prediction, consistent
+
     def reference_correct(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(N,) per-sample Keras 'accuracy' under the reference protocol: 1/0 for raw_label; for
         one_hot_broadcast the share of the batch's N margin placements under which sample j's

@@ -26,6 +26,7 @@ keeps the same runs (1 -> 2 -> 3) and on independent means where it does not.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -342,11 +343,68 @@ def gap_section(runs: Sequence[Any], table: Callable[[Sequence[str], Any], str],
             csv_rows.append(["difference", name, i, ROWS[i], "", d.value, "", d.low, d.high, "", ""])
         for i, s in enumerate(shares):
             csv_rows.append(["step", name, i + 1, STEPS[i], "", s.value, "", s.low, s.high, "", ""])
+    decode_md, decode_csv = final_weights_section(collected, table)
+    md += decode_md
+    csv_rows += decode_csv
     if out is not None:
         md += [f"![reference protocol (audit)]({gap_figure(collected, out)})", ""]
     machines = sorted({str(r.record.get("machine")) for r in runs if is_audit_run(r) and r.usable})
     if machines:
         md += ["Reference-protocol (audit) runs ran on: " + "; ".join(f"`{m}`" for m in machines) + ".", ""]
+    return md, csv_rows
+
+
+# ------------------------------------------------------------------------------------------
+# A label-free reading of the reference's layers (final weights)
+# ------------------------------------------------------------------------------------------
+
+FINAL_EVALUATION = "evaluation_last.json"  # python -m src.evaluate RUN/checkpoints/last.ckpt
+DECODE_COLUMNS = (
+    ("label_fed_acc", "labels fed (reference protocol)"),
+    ("label_free_acc", "label-free: argmax of the cosines"),
+    ("self_consistent_acc", "label-free: self-consistent label"),
+)
+
+
+def final_weights_decode(run: Any) -> dict[str, float] | None:
+    """The ``reference_decode`` of the run's final weights, if ``src.evaluate`` scored them."""
+    try:
+        decode = json.loads((Path(run.folder) / FINAL_EVALUATION).read_text()).get("reference_decode")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(decode, dict):
+        return None
+    values = {key: _finite(decode.get(key)) for key, _ in DECODE_COLUMNS}
+    values["consistent_labels_per_image"] = _finite(decode.get("consistent_labels_per_image"))
+    return None if any(v is None for v in values.values()) else values  # type: ignore[return-value]
+
+
+def final_weights_section(collected: Sequence[ConfigValues], table: Callable[[Sequence[str], Any], str],
+                          ) -> tuple[list[str], list[list[Any]]]:
+    """Per reference head: the same final weights read three ways (mean ± std over seeds)."""
+    rows, csv_rows = [], []
+    for values in collected:
+        decoded = [d for d in (final_weights_decode(run) for run in values.audit_runs) if d is not None]
+        if not decoded:
+            continue
+        row = [values.config, str(len(decoded))]
+        for key, label in (*DECODE_COLUMNS, ("consistent_labels_per_image", "")):
+            sample = [d[key] * (1.0 if key == "consistent_labels_per_image" else 100.0) for d in decoded]
+            std = float(np.std(sample, ddof=1)) if len(sample) > 1 else math.nan
+            row.append(_fmt(float(np.mean(sample))) + ("" if math.isnan(std) else f" ± {std:.2f}"))
+            csv_rows.append(["final_weights", values.config, "", label or key, len(sample),
+                             float(np.mean(sample)), std, "", "", "", ""])
+        rows.append(row)
+    if not rows:
+        return [], []
+    md = ["### The reference's layers read without labels (audit, final weights)", "",
+          "The same weights (each audit run's last epoch, `python -m src.evaluate RUN/checkpoints/last.ckpt`; "
+          "no epoch is picked on the test set) scored three ways: with the true labels fed to the layer, as "
+          "the reference did; by the plain argmax of the cosines; and by trying every label's rule and keeping "
+          "a label whose rule picks it (src/analysis/reference_decode.py). Accuracies in %, mean ± sample std "
+          "over seeds; the last column counts the labels per test image whose own rule picks them.", "",
+          table(["configuration", "n", *(label for _, label in DECODE_COLUMNS), "consistent labels per image"],
+                rows), ""]
     return md, csv_rows
 
 

@@ -38,6 +38,11 @@ def test_audit_scores_the_test_set_every_epoch(tiny_config, tmp_path: Path) -> N
     # The model's final test and the callback agree on the reference protocol at that epoch.
     assert record["test_acc_reference_protocol"] == pytest.approx(history[best][REFERENCE_KEY], abs=1e-6)
     assert "test_acc_leaky" not in record
+    # The analysis' three readings of the same best weights agree with the test and the audit.
+    decode = record["reference_decode"]
+    assert decode["label_fed_acc"] == pytest.approx(record["test_acc_reference_protocol"], abs=1e-6)
+    assert decode["label_free_acc"] == pytest.approx(record["test_acc"], abs=1e-6)
+    assert 0.0 <= decode["self_consistent_acc"] <= 1.0 and decode["images"] > 0
 
 
 def test_audit_does_not_change_training(tiny_config, tmp_path: Path) -> None:

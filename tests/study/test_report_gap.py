@@ -116,3 +116,24 @@ def test_missing_study_runs_leave_the_last_step_open(tmp_path: Path) -> None:
     diffs, shares = contributions(values["sphereface_m2"], values["softmax"])
     assert math.isnan(diffs[4].value) and math.isnan(shares[3].value)
     assert shares[1].value == pytest.approx(4.0)
+
+
+def test_final_weights_readings_come_from_the_last_checkpoint_evaluation(tmp_path: Path) -> None:
+    import json
+
+    root = _fabricate(tmp_path / "runs")
+    text = build_report(load_runs([root]), tmp_path / "out", [str(root)])
+    assert "read without labels" not in text  # no run scored its final weights yet
+    for seed, (fed, free, consistent, per_image) in enumerate([(0.94, 0.10, 0.78, 1.8), (0.95, 0.11, 0.80, 2.0)]):
+        decode = {"label_fed_acc": fed, "label_free_acc": free, "self_consistent_acc": consistent,
+                  "consistent_labels_per_image": per_image}
+        (root / "audit" / f"reference_sphereface_{seed}" / "evaluation_last.json").write_text(
+            json.dumps({"reference_decode": decode}))
+    (root / "audit" / "reference_sphereface_2" / "evaluation_last.json").write_text("{broken")  # ignored
+    text = build_report(load_runs([root]), tmp_path / "out", [str(root)])
+    section = text[text.index("read without labels"):]
+    # Two seeds: 94.5 ± 0.71, 10.5 ± 0.71, 79.0 ± 1.41, 1.9 ± 0.14.
+    assert "| sphereface_m2 | 2 | 94.50 ± 0.71 | 10.50 ± 0.71 | 79.00 ± 1.41 | 1.90 ± 0.14 |" in section
+    assert "| softmax |" not in section.split("\n\n")[2]
+    rows = [r for r in csv.DictReader((tmp_path / "out" / "gap_explained.csv").open()) if r["kind"] == "final_weights"]
+    assert [float(r["value"]) for r in rows] == pytest.approx([94.5, 10.5, 79.0, 1.9])
