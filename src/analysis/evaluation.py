@@ -103,9 +103,10 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
         datamodule.setup("fit")
 
     trainer_cfg = cfg.get("trainer") or {}
+    precision = evaluation_precision(trainer_cfg, record)
     trainer = pl.Trainer(
-        accelerator=trainer_cfg.get("accelerator", "auto"), devices=1,
-        precision=trainer_cfg.get("precision", "32-true"), logger=False, callbacks=[ConfusionMatrixLogger()],
+        accelerator=trainer_cfg.get("accelerator", "auto"), devices=1, precision=precision,
+        logger=False, callbacks=[ConfusionMatrixLogger()],
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )
     results = trainer.test(model, datamodule=datamodule, verbose=False)[0]
@@ -126,6 +127,7 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
         "checkpoint": _relative(checkpoint, run_dir),
         "best_checkpoint": out.name == EVALUATION_NAME,
         "overrides": list(overrides),
+        "precision": precision,
         "training_status": record.get("status"),
         "training_test_acc": record.get("test_acc"),
         **metrics,
@@ -133,6 +135,21 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
     }
     write_json_atomic(out, evaluation)
     return out, evaluation
+
+
+def evaluation_precision(trainer_cfg: Any, record: dict[str, Any]) -> str:
+    """The precision the run was tested with: for ``auto``, what training resolved it to (its record),
+    else what ``auto`` means on this machine's device."""
+    requested = str(trainer_cfg.get("precision", "32-true"))
+    if requested != "auto":
+        return requested
+    trained = record.get("precision")
+    if isinstance(trained, str) and trained and trained != "auto":
+        return trained
+    from src.config.validate import device_kind
+    from src.utils.hardware import resolve_precision
+
+    return resolve_precision("auto", device_kind(str(trainer_cfg.get("accelerator", "auto")))).precision
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from src import evaluate, report
-from src.analysis.evaluation import EVALUATION_NAME
+from src.analysis.evaluation import EVALUATION_NAME, evaluation_precision
 from src.training.pipeline import run
+from src.utils.hardware import resolve_precision
 from tests.conftest import REPO, TINY, compose_config
 
 LEAN = ["backbone=small2d", "trainer.max_epochs=1", "logger.tensorboard=null", "callbacks.embeddings=null",
@@ -86,6 +87,18 @@ def test_a_checkpoint_path_evaluates_that_checkpoint(sweep: Path, tmp_path: Path
     assert evaluation["best_checkpoint"] is False and evaluation["checkpoint"] == "checkpoints/last.ckpt"
     assert evaluation["overrides"] == ["trainer.accelerator=cpu"]
     assert not (root / "0_softmax" / EVALUATION_NAME).exists()  # the report reads only the best one's
+
+
+def test_auto_precision_is_what_training_resolved_it_to(sweep: Path, tmp_path: Path) -> None:
+    # Every run of the default config says trainer.precision=auto; Lightning itself rejects "auto".
+    root = _fresh_copy(sweep, tmp_path)
+    assert evaluate.main([str(root / "0_softmax"), "trainer.precision=auto"]) == 0
+    evaluation = json.loads((root / "0_softmax" / EVALUATION_NAME).read_text())
+    assert evaluation["precision"] == "32-true"  # the run's record: what its own test used
+    assert evaluation_precision({"precision": "auto"}, {"precision": "bf16-mixed"}) == "bf16-mixed"
+    assert evaluation_precision({"precision": "16-mixed"}, {"precision": "bf16-mixed"}) == "16-mixed"
+    fresh = evaluation_precision({"precision": "auto", "accelerator": "cpu"}, {})
+    assert fresh == resolve_precision("auto", "cpu").precision
 
 
 def test_user_mistakes_are_one_line(sweep: Path, tmp_path: Path, capsys) -> None:
