@@ -19,6 +19,7 @@ from src.callbacks.signals import interruption
 from src.config.validate import check_config
 from src.tb.final import hydra_choices, log_final
 from src.tb.hparams import run_hparams
+from src.training.folder_lock import hold
 from src.training.model import MarginClassifier
 from src.training.records import RunRecord
 from src.training.run_folder import admit
@@ -51,6 +52,11 @@ def run(cfg: DictConfig, output_dir: Path, checked: bool = False) -> dict[str, A
     """
     if not checked:  # src.train checks before its heavy imports and says so
         check_config(cfg)  # ConfigError before any data is read or any file written
+    with hold(output_dir):  # one process per run folder (src/training/folder_lock.py)
+        return _admitted_run(cfg, output_dir)
+
+
+def _admitted_run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     plan = admit(output_dir, resolved, bool(cfg.get("resume")))
     if plan.action == "done":
