@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from src.report.format import num
 from src.utils.text import finite_number as _finite
 
 REFERENCE_KEY = "audit/test_acc_reference_protocol"
@@ -227,10 +228,6 @@ def contributions(margin: ConfigValues, base: ConfigValues) -> tuple[list[Estima
     return diffs, shares
 
 
-def _fmt(x: float) -> str:
-    return "–" if math.isnan(x) else f"{x:.2f}"
-
-
 def _ci(e: Estimate) -> str:
     return "–" if math.isnan(e.low) else f"[{e.low:.2f}, {e.high:.2f}]"
 
@@ -300,7 +297,7 @@ def gap_section(runs: Sequence[Any], table: Callable[[Sequence[str], Any], str],
             single = prediction_interval(sample) if isinstance(sample, list) else (math.nan, math.nan)
             shown_n = "1 (reported)" if index == 0 else str(n)
             rows.append([values.config, f"{index}. {ROWS[index]}", shown_n,
-                         _fmt(est.value) + ("" if math.isnan(std) else f" ± {std:.2f}"), _ci(est),
+                         num(est.value, std, digits=2), _ci(est),
                          "–" if math.isnan(single[0]) else f"[{single[0]:.2f}, {single[1]:.2f}]"])
             csv_rows.append(["row", values.config, index, ROWS[index], n, est.value, std, est.low, est.high,
                              single[0], single[1]])
@@ -359,10 +356,12 @@ def gap_section(runs: Sequence[Any], table: Callable[[Sequence[str], Any], str],
 # ------------------------------------------------------------------------------------------
 
 FINAL_EVALUATION = "evaluation_last.json"  # python -m src.evaluate RUN/checkpoints/last.ckpt
+# (key in reference_decode, column label, scale): accuracies are fractions shown in %.
 DECODE_COLUMNS = (
-    ("label_fed_acc", "labels fed (reference protocol)"),
-    ("label_free_acc", "label-free: argmax of the cosines"),
-    ("self_consistent_acc", "label-free: self-consistent label"),
+    ("label_fed_acc", "labels fed (reference protocol)", 100.0),
+    ("label_free_acc", "label-free: argmax of the cosines", 100.0),
+    ("self_consistent_acc", "label-free: self-consistent label", 100.0),
+    ("consistent_labels_per_image", "consistent labels per image", 1.0),
 )
 
 
@@ -374,8 +373,7 @@ def final_weights_decode(run: Any) -> dict[str, float] | None:
         return None
     if not isinstance(decode, dict):
         return None
-    values = {key: _finite(decode.get(key)) for key, _ in DECODE_COLUMNS}
-    values["consistent_labels_per_image"] = _finite(decode.get("consistent_labels_per_image"))
+    values = {key: _finite(decode.get(key)) for key, _, _ in DECODE_COLUMNS}
     return None if any(v is None for v in values.values()) else values  # type: ignore[return-value]
 
 
@@ -388,11 +386,11 @@ def final_weights_section(collected: Sequence[ConfigValues], table: Callable[[Se
         if not decoded:
             continue
         row = [values.config, str(len(decoded))]
-        for key, label in (*DECODE_COLUMNS, ("consistent_labels_per_image", "")):
-            sample = [d[key] * (1.0 if key == "consistent_labels_per_image" else 100.0) for d in decoded]
+        for key, label, scale in DECODE_COLUMNS:
+            sample = [d[key] * scale for d in decoded]
             std = float(np.std(sample, ddof=1)) if len(sample) > 1 else math.nan
-            row.append(_fmt(float(np.mean(sample))) + ("" if math.isnan(std) else f" ± {std:.2f}"))
-            csv_rows.append(["final_weights", values.config, "", label or key, len(sample),
+            row.append(num(float(np.mean(sample)), std, digits=2))
+            csv_rows.append(["final_weights", values.config, "", label, len(sample),
                              float(np.mean(sample)), std, "", "", "", ""])
         rows.append(row)
     if not rows:
@@ -403,8 +401,7 @@ def final_weights_section(collected: Sequence[ConfigValues], table: Callable[[Se
           "the reference did; by the plain argmax of the cosines; and by trying every label's rule and keeping "
           "a label whose rule picks it (src/analysis/reference_decode.py). Accuracies in %, mean ± sample std "
           "over seeds; the last column counts the labels per test image whose own rule picks them.", "",
-          table(["configuration", "n", *(label for _, label in DECODE_COLUMNS), "consistent labels per image"],
-                rows), ""]
+          table(["configuration", "n", *(label for _, label, _ in DECODE_COLUMNS)], rows), ""]
     return md, csv_rows
 
 
