@@ -56,6 +56,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from src.bench.common import autocast_for, compose_config, quiet_lightning, resolve_device, sync, write_results
+from src.training.dispatch import skip_noop_batch_hooks
 from src.training.model import MarginClassifier
 from src.training.pipeline import build
 from src.utils.hardware import cpu_model, flush_denormals
@@ -294,10 +295,14 @@ class Bench:
         else:
             callbacks = [instantiate(c) for c in self.cfg.callbacks.values() if c is not None] + [clock]
             logger = [instantiate(c) for c in self.cfg.logger.values() if c is not None]
+        # Without a profiler of its own the trainer keeps the config's (QuietProfiler), as in src.train.
+        overrides: dict[str, Any] = {"profiler": profiler} if profiler is not None else {}
         trainer = self.trainer(
             callbacks, logger, max_epochs=1, limit_train_batches=self.steps + self.warmup, limit_val_batches=0,
-            num_sanity_val_steps=0, profiler=profiler,
+            num_sanity_val_steps=0, **overrides,
         )
+        if variant != "framework-min":  # the project's module and callbacks, dispatched as src.train does
+            skip_noop_batch_hooks(trainer.callbacks, model)
         trainer.fit(model, datamodule=self.datamodule)
 
     # one repeat ----------------------------------------------------------------------------

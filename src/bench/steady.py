@@ -53,7 +53,7 @@ from omegaconf import DictConfig
 
 from src.analysis.embeddings import run_analyses
 from src.bench.common import compose_config, quiet_lightning, write_results
-from src.training.pipeline import build
+from src.training.pipeline import build, build_trainer
 from src.utils.hardware import cpu_model, flush_denormals
 
 EPOCH_HOOKS = ("on_train_epoch_end", "on_validation_epoch_end", "on_validation_end")
@@ -195,11 +195,8 @@ def steady_run(cfg: DictConfig, args: argparse.Namespace, t0: float) -> dict[str
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     time_epoch_hooks(callbacks, hooks)
     loggers = [instantiate(c) for c in cfg.logger.values() if c is not None]
-    plugins = [instantiate(cfg.checkpoint_io)] if cfg.get("checkpoint_io") else None
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=[*callbacks, clock], logger=loggers, plugins=plugins,
-        precision=str(cfg.trainer.precision), enable_progress_bar=False,
-    )
+    trainer = build_trainer(cfg, model, [*callbacks, clock], loggers, precision=str(cfg.trainer.precision),
+                            enable_progress_bar=False)
 
     trainer.save_checkpoint = _timed(trainer.save_checkpoint, clock.add_checkpoint)  # type: ignore[method-assign]
     built = time.perf_counter()

@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from src.losses.base import LossHead
 from src.losses.reference_protocol import ReferenceHead
+from src.training.dispatch import FastFxName
 
 # A field of StageResults with this metadata key set holds only what its own process saw: it is not
 # sent back from DDP workers (src/training/distributed.py), and its reader must cope with finding it empty.
@@ -65,7 +66,7 @@ class StageResults:
             setattr(self, name, value)
 
 
-class MarginClassifier(pl.LightningModule):
+class MarginClassifier(FastFxName, pl.LightningModule):
     def __init__(
         self,
         backbone: nn.Module,

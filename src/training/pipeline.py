@@ -19,6 +19,7 @@ from src.callbacks.signals import interruption
 from src.config.validate import check_config
 from src.tb.final import hydra_choices, log_final
 from src.tb.hparams import run_hparams
+from src.training.dispatch import skip_noop_batch_hooks
 from src.training.folder_lock import hold
 from src.training.model import MarginClassifier
 from src.training.records import RunRecord
@@ -195,6 +196,17 @@ def _choice(group: str) -> str | None:
     return HydraConfig.get().runtime.choices.get(group) if HydraConfig.initialized() else None
 
 
+def build_trainer(
+    cfg: DictConfig, model: pl.LightningModule, callbacks: list[pl.Callback], loggers: list[Any], **overrides: Any
+) -> pl.Trainer:
+    """``cfg.trainer`` with the checkpoint plugin, and the per-batch hooks that ``model`` and the
+    trainer's callbacks leave as no-ops taken out of Lightning's dispatch (src/training/dispatch.py)."""
+    plugins = [instantiate(cfg.checkpoint_io)] if cfg.get("checkpoint_io") else None  # atomic, weights_only
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **overrides)
+    skip_noop_batch_hooks(trainer.callbacks, model)
+    return trainer
+
+
 def _fit_and_test(
     cfg: DictConfig, output_dir: Path, record: RunRecord, resume_from: Path | None
 ) -> dict[str, Any]:
@@ -210,10 +222,7 @@ def _fit_and_test(
     for logger in loggers:  # TensorBoard's HPARAMS session is written with the final metrics (log_final)
         if not isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(run_hparams(cfg, hydra_choices()))
-    plugins = [instantiate(cfg.checkpoint_io)] if cfg.get("checkpoint_io") else None  # atomic, weights_only
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, precision=hardware["precision"]
-    )
+    trainer = build_trainer(cfg, model, callbacks, loggers, precision=hardware["precision"])
 
     checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     history = next((c for c in callbacks if isinstance(c, EpochHistory)), None)
