@@ -10,7 +10,7 @@ DATASET ?= fashion_mnist
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test lint study audit study-report study-quick evaluate report bench tb-screenshots clean
+.PHONY: setup data train test lint study study-extended study-extended-report audit study-report study-quick evaluate report bench tb-screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,14 @@ study: data
 # study-report writes experiments/study/report.md with the gap table from both folders.
 audit: data
 	$(PY) -m src.train -m experiment=reference_audit hydra/launcher=local_parallel hydra.launcher.n_jobs=$(STUDY_JOBS) $(ARGS)
+
+# The margin family's descendants (conf/experiment/study_extended.yaml) into
+# experiments/study_extended/runs/, continued by rerunning; its report reads the study's runs too.
+study-extended: data
+	$(PY) -m src.train -m experiment=study_extended hydra/launcher=local_parallel hydra.launcher.n_jobs=$(STUDY_JOBS) $(ARGS)
+
+study-extended-report: setup
+	$(PY) -m src.report experiments/study/runs experiments/study_extended/runs --out experiments/study_extended
 
 study-report: setup
 	$(PY) -m src.report experiments/study/runs experiments/reference_audit/runs --out experiments/study

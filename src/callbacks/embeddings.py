@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.embeddings import embed_batches, thumbnails
@@ -49,10 +48,13 @@ def _draw(ax: Any, points: np.ndarray, labels: np.ndarray, names: list[str], wei
         if sel.any():
             ax.scatter(*points[sel].T, s=4, alpha=0.6, color=colours(c % colours.N), label=name)
     if weights is not None and len(weights) == len(names):
+        # (C, K, D): K directions per class (sub-centre heads have K > 1); (C, D) means K = 1.
+        weights = weights[:, None, :] if weights.ndim == 2 else weights
         extent = 1.15 if normalized else float(np.percentile(np.linalg.norm(points, axis=1), 95)) or 1.0
-        directions = weights / np.maximum(np.linalg.norm(weights, axis=1, keepdims=True), 1e-12) * extent
-        for c, w in enumerate(directions):
-            ax.plot(*np.stack([np.zeros(dim), w]).T, color=colours(c % colours.N), lw=1.2)
+        directions = weights / np.maximum(np.linalg.norm(weights, axis=-1, keepdims=True), 1e-12) * extent
+        for c, rows in enumerate(directions):
+            for w in rows:
+                ax.plot(*np.stack([np.zeros(dim), w]).T, color=colours(c % colours.N), lw=1.2)
     if dim == 2:
         ax.set_aspect("equal", adjustable="datalim")
     ax.set_title(title, fontsize=9)
@@ -111,7 +113,7 @@ class EmbeddingPlotter(pl.Callback):
         if loader is None:
             return
         emb, labels, _ = embed_batches(pl_module, loader, limit=self.max_points)
-        weights = head.weight.detach().float().cpu().numpy() if isinstance(head.weight, torch.Tensor) else None
+        weights = head.class_directions().detach().float().cpu().numpy() if hasattr(head, "class_directions") else None
         names = list(getattr(pl_module, "class_names", [str(i) for i in range(int(labels.max()) + 1)]))
         figures = embedding_figures(emb.numpy(), labels.numpy(), names, weights, f"val epoch {epoch}")
         for logger in self._tensorboards(trainer):

@@ -4,9 +4,14 @@ A loss head owns the last layer (the class weights) and the training loss built 
 
 * ``head(embeddings, labels)`` -> scalar training loss;
 * ``head.scores(embeddings)`` -> (N, C) label-free class scores; prediction is their argmax;
-* ``head.weight`` -> the (C, D) class weights, an ``nn.Parameter`` (trained and checkpointed);
+* ``head.weight`` -> the (C K, D) class weights, an ``nn.Parameter`` (trained and checkpointed):
+  K = ``sub_centers`` rows per class, class-major (row c K + k is sub-centre k of class c);
+* ``head.cosines(embeddings)`` -> (N, C) cosine of each embedding to each class (with K > 1 the
+  largest over the class's sub-centres): the one place that reads ``weight`` as classes;
+* ``head.class_directions()`` -> (C, K, D) the weight rows grouped by class (the projector draws
+  them); every analysis that needs "the class directions" asks this, never ``weight``'s shape;
 * ``head.training_logits(embeddings, labels)`` -> the (N, C) margin-modified logits that the
-  cross-entropy sees (used only by the leakage audit, never for prediction).
+  loss sees (used only by the leakage audit, never for prediction).
 
 Heads are built from ``conf/loss/*.yaml`` with
 ``hydra.utils.instantiate(cfg, embedding_dim=D, num_classes=C)``.
@@ -28,12 +33,25 @@ class LossHead(nn.Module):
     # ``forward``; a head that offers it sets it from its config (see Softmax).
     label_smoothing: float = 0.0
 
-    def __init__(self, embedding_dim: int, num_classes: int) -> None:
+    def __init__(self, embedding_dim: int, num_classes: int, sub_centers: int = 1) -> None:
         super().__init__()
         self.embedding_dim = check_int("embedding_dim", embedding_dim, 1, whole_floats=True)
         self.num_classes = check_int("num_classes", num_classes, 2, whole_floats=True)
-        self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim))
+        self.sub_centers = check_int("loss.sub_centers", sub_centers, 1, whole_floats=True)
+        self.weight = nn.Parameter(torch.empty(self.num_classes * self.sub_centers, self.embedding_dim))
         nn.init.xavier_uniform_(self.weight)
+
+    def cosines(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(N, C) cosines to the classes, float32 (float64 kept) with autocast off; with
+        sub-centres, each class's largest (its dominant sub-centre for that embedding)."""
+        cos = cosine_matrix(embeddings, self.weight)
+        if self.sub_centers == 1:
+            return cos
+        return cos.view(len(cos), self.num_classes, self.sub_centers).amax(dim=2)
+
+    def class_directions(self) -> torch.Tensor:
+        """(C, K, D): the weight rows of each class (K = 1 for every head without sub-centres)."""
+        return self.weight.view(self.num_classes, self.sub_centers, self.embedding_dim)
 
     def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -63,10 +81,10 @@ class CosineMarginHead(LossHead):
         return cos_t
 
     def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return cosine_matrix(embeddings, self.weight)
+        return self.cosines(embeddings)
 
     def training_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        cos = cosine_matrix(embeddings, self.weight)
+        cos = self.cosines(embeddings)
         target = self.target_cos(cos.gather(1, labels.view(-1, 1)).squeeze(1))
         return self.s * replace_target(cos, labels, target)
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from src.config.checks import check_choice, check_number
-from src.losses.base import LossHead, cosine_matrix
+from src.losses.base import LossHead
 
 MIXINGS = ("raw_label", "one_hot_broadcast")
 # Keras' backend epsilon: categorical_crossentropy clips probabilities to [eps, 1 - eps].
@@ -70,12 +70,12 @@ class ReferenceHead(LossHead):
         raise NotImplementedError
 
     def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.s * cosine_matrix(embeddings, self.weight)
+        return self.s * self.cosines(embeddings)
 
     def reference_logits(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The reference's label-fed logits: (N, C) for raw_label, (N, N, C) for one_hot_broadcast.
         What Keras' ``validation_data`` and ``model.predict`` saw; never a prediction here."""
-        cos = cosine_matrix(embeddings, self.weight)
+        cos = self.cosines(embeddings)
         mix = mix_raw_label if self.mixing == "raw_label" else mix_one_hot_broadcast
         return self.s * mix(cos, self.target_cos(cos), labels)
 
@@ -94,7 +94,7 @@ class ReferenceHead(LossHead):
         (prediction (N,), consistent (N, C) bool): of several consistent labels the one with the
         largest lead over its runner-up, and the plain cosine argmax when none is consistent.
         No label is read; audit only (the reference never decoded this way)."""
-        cos = cosine_matrix(embeddings, self.weight).float()
+        cos = self.cosines(embeddings).float()
         target = self.target_cos(cos).float()
         n, classes = cos.shape
         lead = torch.full((n, classes), -torch.inf, device=cos.device)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from src.config.checks import check_bool, check_int, check_number
-from src.losses.base import LossHead, at_least_float32, cosine_matrix, no_autocast, replace_target
+from src.losses.base import LossHead, at_least_float32, no_autocast, replace_target
 from src.losses.margin import sphere_psi
 
 
@@ -70,7 +70,7 @@ class SphereFace(LossHead):
 
     def _scaled_cosines(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(cosines (N, C), scale (N, 1)): scale is |x|, or s with normalize_features."""
-        cos = cosine_matrix(embeddings, self.weight)
+        cos = self.cosines(embeddings)
         if self.normalize_features:
             return cos, torch.full_like(cos[:, :1], self.s)
         with no_autocast(embeddings):
