@@ -54,7 +54,10 @@ class Run:
 
     @property
     def experiment(self) -> str:
-        return str(self.record.get("experiment") or "-")
+        """The recipe the run is compared under: the config's ``recipe`` when it names one (an
+        experiment that extends another's grid with the same recipe, e.g. study_extended ->
+        study), else the experiment it ran."""
+        return str(self.config.get("recipe") or self.record.get("experiment") or "-")
 
     @property
     def backbone(self) -> str:
