@@ -12,6 +12,7 @@ from src.report.format import num, pct, table, write_csv
 from src.report.gap import CSV_HEADER, gap_section, is_audit_run
 from src.report.groups import BASELINE_LOSS, baseline_for, group_runs
 from src.report.provenance import provenance_section
+from src.report.ranking import ranking_section
 from src.report.runs import EVALUATION, Run
 from src.report.sections import (
     confusion_section,
@@ -77,6 +78,7 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
               pct(s["val_acc_best_mean"], s["val_acc_best_std"]), num(s["epochs_mean"], digits=0),
               num(s["wall_time_s_mean"] / 60, s["wall_time_s_std"] / 60)] for s in summaries]))
         md.append("")
+        md += ranking_section(groups, summaries, comparisons)
         md += significance_section(comparisons)
         md += reference_section(groups, comparisons)
         md += geometry_section(summaries)
