@@ -31,7 +31,8 @@ def test_sweep_is_the_full_grid_over_three_seeds() -> None:
         params = sweeper_params(experiment)
         assert params["study_config"].split(",") == list(GRID)
         assert len(params["seed"].split(",")) >= 3
-    assert sorted(p.stem for p in (CONF_DIR / "study_config").glob("*.yaml")) == sorted(GRID)
+    extended = sweeper_params("study_extended")["study_config"].split(",")
+    assert sorted(p.stem for p in (CONF_DIR / "study_config").glob("*.yaml")) == sorted([*GRID, *extended])
 
 
 def test_every_configuration_shares_one_recipe(tiny_config) -> None:
@@ -69,3 +70,28 @@ def test_makefile_has_study_targets() -> None:
     for target in ("study:", "audit:", "study-report:", "study-quick:", "report:"):
         assert f"\n{target}" in makefile
     assert "experiment=study_quick" in makefile and "-m src.report" in makefile
+
+
+def _recipe(cfg) -> dict:
+    """The composed job config without what a grid point may change (the loss, the run's name)."""
+    from omegaconf import OmegaConf
+
+    flat = OmegaConf.to_container(cfg, resolve=False)
+    for key in ("loss", "name", "recipe", "study_config"):
+        flat.pop(key, None)
+    return flat
+
+
+def test_extended_study_shares_the_study_recipe(synthetic_root) -> None:
+    """experiment=study_extended is reported beside experiment=study's runs as one recipe, so every
+    setting but the loss must be the same; its grid points are extra study_config files."""
+    from tests.conftest import compose_config
+
+    params = sweeper_params("study_extended")
+    points = params["study_config"].split(",")
+    assert len(params["seed"].split(",")) >= 3 and not set(points) & set(GRID)
+    reference = _recipe(compose_config(["experiment=study", "study_config=softmax"]))
+    for point in points:
+        cfg = compose_config(["experiment=study_extended", f"study_config={point}"])
+        assert cfg.recipe == "study" and cfg.name == point
+        assert _recipe(cfg) == reference, point
