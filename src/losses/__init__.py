@@ -6,13 +6,16 @@ from src.losses.center import CenterLoss
 from src.losses.combined import CombinedMargin
 from src.losses.contrastive import Contrastive
 from src.losses.cosface import CosFace
+from src.losses.lsoftmax import LSoftmax
 from src.losses.modified_softmax import ModifiedSoftmax
 from src.losses.normface import NormFace
 from src.losses.reference_arcface import ReferenceArcFace
 from src.losses.reference_sphereface import ReferenceSphereFace
 from src.losses.softmax import Softmax
 from src.losses.sphereface import SphereFace
+from src.losses.sphereface2 import SphereFace2
 from src.losses.sphereface_plus import SphereFacePlus
+from src.losses.spherefacer import SphereFaceR
 from src.losses.triplet import Triplet
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
     "CombinedMargin",
     "Contrastive",
     "CosFace",
+    "LSoftmax",
     "LossHead",
     "ModifiedSoftmax",
     "NormFace",
@@ -28,6 +32,8 @@ __all__ = [
     "ReferenceSphereFace",
     "Softmax",
     "SphereFace",
+    "SphereFace2",
     "SphereFacePlus",
+    "SphereFaceR",
     "Triplet",
 ]
