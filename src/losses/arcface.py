@@ -27,6 +27,8 @@ class ArcFace(CosineMarginHead):
     """Non-target logits s cos t_j; target logit s Phi(t_y + m) (or the fallback rule).
     Scores are the plain cosines."""
 
+    loss_name = "arcface"
+
     def __init__(
         self,
         embedding_dim: int,
@@ -34,12 +36,16 @@ class ArcFace(CosineMarginHead):
         m: float = 0.5,
         s: float = 30.0,
         convention: str = "monotone",
+        *,
+        sub_centers: int = 1,
     ) -> None:
-        super().__init__(embedding_dim, num_classes)
+        # sub_centers: set by SubCenterArcFace; not a key of arcface.yaml.
+        super().__init__(embedding_dim, num_classes, sub_centers=sub_centers)
+        name = self.loss_name
         # No upper bound: m = 2, 4 and 6 rad are part of the study and Phi is defined for all m.
-        self.m = check_number("loss.m", m, low=0.0, owner="arcface")
-        self.s = check_number("loss.s", s, low=0.0, low_open=True, owner="arcface")
-        self.convention = check_choice("loss.convention", convention, CONVENTIONS, owner="arcface")
+        self.m = check_number("loss.m", m, low=0.0, owner=name)
+        self.s = check_number("loss.s", s, low=0.0, low_open=True, owner=name)
+        self.convention = check_choice("loss.convention", convention, CONVENTIONS, owner=name)
 
     def target_cos(self, cos_t: torch.Tensor) -> torch.Tensor:
         """The margin-modified target cosine (before the scale s) for true-class cosines."""

@@ -26,7 +26,7 @@ def test_groups_mirror_the_code() -> None:
 def test_every_loss_option(tiny_config, loss: str) -> None:
     cfg = tiny_config(f"loss={loss}")
     head = instantiate(cfg.loss, embedding_dim=cfg.model.embedding_dim, num_classes=10)
-    assert head.weight.shape == (10, 128)
+    assert head.weight.shape == (10 * head.sub_centers, 128)
     emb = torch.randn(4, 128)
     labels = torch.tensor([0, 1, 2, 3])
     assert head(emb, labels).ndim == 0 and head.scores(emb).shape == (4, 10)

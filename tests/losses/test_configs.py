@@ -31,7 +31,7 @@ def test_yaml_instantiates_with_weight_shape(path: Path) -> None:
     assert "name" not in cfg and str(cfg._target_).startswith("src.losses.")
     head = _build(path)
     assert isinstance(head, LossHead)
-    assert head.weight.shape == (C, D)
+    assert head.weight.shape == (C * head.sub_centers, D)  # K rows per class (1 unless sub-centres)
     assert any(p is head.weight for p in head.parameters())
     assert "weight" in head.state_dict()
 
@@ -60,7 +60,8 @@ def test_finite_at_plus_minus_one_2d_and_zero_embedding(path: Path) -> None:
     torch.manual_seed(0)
     head = _build(path, dim=2, classes=3).train()
     with torch.no_grad():
-        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]))
+        # Every sub-centre of a class on its direction, so cos t_y = +-1 holds for the class too.
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]).repeat_interleave(head.sub_centers, 0))
     # cos t_y = +1, cos t_y = -1 (exactly, in float32), a zero embedding, and a generic one.
     x = torch.tensor([[3.0, 0.0], [-2.0, 0.0], [0.0, 0.0], [0.5, -1.5], [0.0, 4.0], [0.0, -1.0]], requires_grad=True)
     labels = torch.tensor([0, 0, 1, 2, 1, 1])
