@@ -1,11 +1,12 @@
-"""The sweep's one HParams experiment record, written into the sweep folder.
+"""The sweep's one HParams experiment record and its seed bands, written into the sweep folder.
 
 TensorBoard's HParams tab uses the first experiment record it finds. Runs write none (see
 ``src.tb.logger``); at the end of a multirun ``SweepExperiment`` (a Hydra callback,
 ``conf/hydra/default.yaml``) reads every job's hyper-parameters and scalar tags back from its event
 files and writes one record: all keys of all runs, those that differ first and marked so, typed
-domains, and the metric columns in a useful order. For a sweep that did not reach its end, or a
-folder of single runs, write it by hand::
+domains, and the metric columns in a useful order. It also writes the Custom Scalars view across
+seeds (``_seeds/``: per configuration, mean ± std of the accuracies per epoch; ``src.tb.seed_bands``).
+For a sweep that did not reach its end, or a folder of single runs, write both by hand::
 
     python -m src.tb.experiment outputs/multiruns/<sweep folder>
 
@@ -27,6 +28,7 @@ from tensorboard.plugins.hparams import metadata
 from torch.utils.tensorboard import SummaryWriter
 
 from src.tb.hparams import HParam, experiment, read_session_hparams
+from src.tb.seed_bands import write_seed_bands
 
 log = logging.getLogger(__name__)
 SUFFIX = ".hparams_experiment"  # the record's event file name ends so; rewritten, never duplicated
@@ -80,8 +82,13 @@ class SweepExperiment(Callback):
             path = write_experiment(root)
         except Exception as err:  # the sweep's results are on disk already; never fail it here
             log.warning("TensorBoard experiment record not written: %s: %s", type(err).__name__, err)
-            return
-        if path is not None:
+            path = None
+        try:
+            bands = write_seed_bands(root)
+        except Exception as err:  # as above
+            log.warning("TensorBoard seed bands not written: %s: %s", type(err).__name__, err)
+            bands = None
+        if path is not None or bands is not None:
             log.info("TensorBoard: tensorboard --logdir %s", root)
 
 
@@ -91,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     path = write_experiment(args.folder)
     print(path if path else f"no run with hyper-parameters below {args.folder}")
+    bands = write_seed_bands(args.folder)
+    print(bands if bands else f"no run with a per-epoch history below {args.folder}: no seed bands")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -128,17 +128,37 @@ def _hparam_info(name: str, values: list[HParam]) -> api_pb2.HParamInfo:
     return info
 
 
+def repeated_keys(runs: Sequence[Mapping[str, HParam]], names: Iterable[str]) -> set[str]:
+    """Keys whose value, run for run, repeats another key that differs between runs (``data.seed``
+    interpolates ``seed``; a study config sets ``name`` to its own name): a second column with the
+    same values says nothing. Of each such set the key a user types is kept: a headline key, then a
+    group choice, then the shortest path. Constant keys never count: equal constants are chance."""
+    missing = object()
+    by_column: dict[tuple[Any, ...], list[str]] = {}
+    for name in names:
+        # (type, value) per run, so that True and 1, or 2 and 2.0, are different values
+        column = tuple((type(v).__name__, v) if (v := run.get(name, missing)) is not missing else None for run in runs)
+        if len({c for c in column if c is not None}) > 1:  # differs in value, as HParamInfo.differs
+            by_column.setdefault(column, []).append(name)
+    repeated: set[str] = set()
+    for same in by_column.values():
+        keep = min(same, key=lambda n: (n not in HEADLINE, n not in GROUPS, n.count("."), len(n), n))
+        repeated |= set(same) - {keep}
+    return repeated
+
+
 def experiment_infos(runs: Iterable[Mapping[str, HParam]]) -> list[api_pb2.HParamInfo]:
     """One HParamInfo per key of any run: the keys whose value differs (by name), then the headline
     constants and the keys only some runs have (SphereFace's ``loss.anneal`` beside softmax runs);
     keys every run shares with one value are left out of the table (they are in every run's record)."""
     runs = list(runs)
     names = sorted({k for run in runs for k in run})
+    repeated = repeated_keys(runs, names)
     infos = []
     for name in names:
         values = [run[name] for run in runs if name in run]
         info = _hparam_info(name, values)
-        if info.differs or name in HEADLINE or len(values) < len(runs):
+        if name not in repeated and (info.differs or name in HEADLINE or len(values) < len(runs)):
             infos.append(info)
     # TensorBoard sorts them the same way (differing first, then by name) and shows the first five.
     return sorted(infos, key=lambda i: (not i.differs, i.name))

@@ -1,4 +1,4 @@
-"""Screenshots of TensorBoard's four useful tabs over a logdir, taken with headless Chromium, for a
+"""Screenshots of TensorBoard's useful tabs over a logdir, taken with headless Chromium, for a
 person to look at before a release (``make tb-screenshots LOGDIR=outputs/multiruns/<sweep>``).
 
 Starts a real TensorBoard on 127.0.0.1, waits until it has read every run's events (its scalar
@@ -35,6 +35,27 @@ TABS = {
     "images": "#images",
     "hparams": "#hparams",
     "projector": "#projector",
+    # The seed bands (src/tb/seed_bands.py): one margin chart per metric, one band per configuration;
+    # only the aggregate runs listed (the per-seed runs draw nothing there), drawn as logged.
+    "custom_scalars": "#custom_scalars&_smoothingWeight=0&regexInput=_seeds",
+}
+# Tabs shot taller than --size asks (height in px): Custom Scalars' two expanded charts.
+MIN_HEIGHT = {"custom_scalars": 1280}
+# Script run in a tab once it has drawn, before the shot: Custom Scalars draws its cards a quarter of
+# the page wide; expanded, a band's edges can be read. The cards sit in nested shadow roots.
+PREPARE = {
+    "custom_scalars": """(() => {
+        const cards = [];
+        const walk = (node) => {
+            for (const el of node.querySelectorAll('*')) {
+                if (el.localName === 'tf-custom-scalar-margin-chart-card') cards.push(el);
+                if (el.shadowRoot) walk(el.shadowRoot);
+            }
+        };
+        walk(document);
+        cards.forEach((card) => card._toggleExpanded());
+        return cards.length;
+    })()""",
 }
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -145,8 +166,7 @@ class Chromium:
         self._buffer, self._next_id, self._session = b"", 0, None
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
         self._session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        self.call("Emulation.setDeviceMetricsOverride",
-                  {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False})
+        self.resize(size)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         self._next_id += 1
@@ -167,9 +187,16 @@ class Chromium:
                     raise RuntimeError(f"{method}: {reply['error']}")
                 return reply.get("result", {})
 
-    def screenshot(self, url: str, out: Path, wait_s: float) -> None:
+    def resize(self, size: tuple[int, int]) -> None:
+        self.call("Emulation.setDeviceMetricsOverride",
+                  {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False})
+
+    def screenshot(self, url: str, out: Path, wait_s: float, prepare: str | None = None) -> None:
         self.call("Page.navigate", {"url": url})
         time.sleep(wait_s)  # TensorBoard fetches its data and draws its charts asynchronously
+        if prepare:
+            self.call("Runtime.evaluate", {"expression": prepare})
+            time.sleep(min(wait_s, 3.0))  # redrawn at the new size
         png = self.call("Page.captureScreenshot", {"format": "png"})["data"]
         out.write_bytes(base64.b64decode(png))
 
@@ -243,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         chromium = Chromium(browser, (width, height))
         for tab in [t.strip() for t in args.tabs.split(",") if t.strip()]:
             out = args.out / f"{tab}.png"
-            chromium.screenshot(f"{base}/{TABS[tab]}", out, args.wait)
+            chromium.resize((width, max(height, MIN_HEIGHT.get(tab, 0))))
+            chromium.screenshot(f"{base}/{TABS[tab]}", out, args.wait, PREPARE.get(tab))
             if args.palette:
                 to_palette(out)
             print(out)

@@ -87,6 +87,13 @@ def test_job_folders_and_run_names_say_what_varies(sweep: Path, server: str) -> 
     assert not list(sweep.rglob("hparams.yaml"))
 
 
+def test_the_multirun_end_wrote_the_seed_bands(sweep: Path, server: str) -> None:
+    # One seed per loss here: two zero-width bands, one Custom Scalars run each (src/tb/seed_bands.py).
+    runs = request(server, "/data/runs")
+    assert {"_seeds", "_seeds/loss=arcface", "_seeds/loss=sphereface"} <= set(runs)
+    assert request(server, "/data/plugin/custom_scalars/layout")["category"]
+
+
 def test_time_series_tags(server: str) -> None:
     tags = request(server, "/data/plugin/scalars/tags")
     for run in ("0_loss=arcface", "1_loss=sphereface"):
