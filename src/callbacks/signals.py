@@ -18,6 +18,11 @@ start of that epoch's order (the batches are not a stateful loader), so a resume
 uninterrupted one exactly only when it resumes from an end-of-epoch ``last.ckpt`` (e.g. after a
 SIGKILL). ``interruption`` tells ``src.training.pipeline`` how a run ended: record status ``interrupted``
 and exit code 130 (Ctrl-C) or 143 (SIGTERM).
+
+A cluster's own stop (SLURM's time-limit warning, which submitit turns into a requeue:
+``src.cluster.slurm``) goes the same way through ``request_stop(reason)``: the running fit stops
+after the current batch and saves ``last.ckpt``, or the next fit stops after its first batch; the
+record says ``interrupted`` with that reason.
 """
 
 from __future__ import annotations
@@ -38,6 +43,18 @@ EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report th
 # Set while a Ctrl-C is being turned into a graceful stop: the stop Lightning raises is then
 # reported as Ctrl-C (130), not as SIGTERM.
 _ctrl_c = {"pending": False}
+# A stop asked for by the cluster (``request_stop``), and the trainer of the fit in progress.
+_cluster_stop: dict[str, Any] = {"reason": None}
+_active: dict[str, Any] = {"trainer": None}
+
+
+def request_stop(reason: str) -> None:
+    """Stop the fit in progress after its current batch (saving ``last.ckpt``), or the next fit
+    after its first batch; the record says ``interrupted`` with ``reason``. Signal-handler safe."""
+    _cluster_stop["reason"] = reason
+    trainer = _active["trainer"]
+    if trainer is not None:
+        trainer._signal_connector.received_sigterm = True
 
 
 def interruption(err: BaseException) -> tuple[str, int] | None:
@@ -45,6 +62,8 @@ def interruption(err: BaseException) -> tuple[str, int] | None:
     if isinstance(err, SIGTERMException):
         if _ctrl_c["pending"]:
             return "KeyboardInterrupt", EXIT_SIGINT
+        if _cluster_stop["reason"]:
+            return str(_cluster_stop["reason"]), EXIT_SIGTERM
         return "SIGTERM", EXIT_SIGTERM
     if isinstance(err, KeyboardInterrupt):
         return "KeyboardInterrupt", EXIT_SIGINT
@@ -72,6 +91,7 @@ class CheckpointOnInterrupt(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _ctrl_c["pending"] = False
         self._forced = False
+        _active["trainer"] = trainer
         # Signal handlers can only be set from the main thread; under DDP each rank gets its own
         # SIGINT from the terminal at different points, so ranks keep Python's default there.
         if threading.current_thread() is not threading.main_thread() or trainer.world_size > 1:
@@ -81,6 +101,11 @@ class CheckpointOnInterrupt(pl.Callback):
             return  # a background job that ignores Ctrl-C keeps ignoring it
         signal.signal(signal.SIGINT, self._make_handler(trainer))
         self._installed = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # After Lightning has (re)set its stop flag: a stop asked for before this fit ends it after one batch.
+        if _cluster_stop["reason"]:
+            trainer._signal_connector.received_sigterm = True
 
     def _make_handler(self, trainer: pl.Trainer) -> Any:
         def on_sigint(signum: int, frame: Any) -> None:
@@ -99,12 +124,14 @@ class CheckpointOnInterrupt(pl.Callback):
             self._installed = False
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _active["trainer"] = None
         self._restore_handler()
         if _ctrl_c["pending"]:  # Ctrl-C came too late for the loops to see it: stop before the test
             raise KeyboardInterrupt
 
     # --- the checkpoint ----------------------------------------------------------------------
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        _active["trainer"] = None
         self._restore_handler()
         sigterm = isinstance(exception, SIGTERMException)
         if not (sigterm or isinstance(exception, KeyboardInterrupt)) or self._forced:
@@ -133,7 +160,7 @@ class CheckpointOnInterrupt(pl.Callback):
         trainer.save_checkpoint(path)
         checkpoint._last_global_step_saved = trainer.global_step
         self.saved_path = path
-        reason = "Ctrl-C" if _ctrl_c["pending"] else "SIGTERM"
+        reason = "Ctrl-C" if _ctrl_c["pending"] else (_cluster_stop["reason"] or "SIGTERM")
         log.warning(f"{reason}: saved {path} at global step {trainer.global_step}; resume with resume=true")
 
     def state_dict(self) -> dict[str, Any]:

@@ -28,7 +28,9 @@ checkpoints. Lightning's own SIGTERM handler is not used in the workers: it runs
 broadcast inside the signal handler, which pairs with whatever collective the other rank is in.
 
 For GPUs on one or more machines use ``trainer=ddp`` under ``torchrun`` or SLURM (one process per
-GPU started from outside; see docs/reliability.md).
+GPU started from outside; see docs/reliability.md). Under SLURM with several tasks per job
+(``hydra/launcher=slurm hydra.launcher.tasks_per_node=N``) this strategy starts nothing either:
+the N tasks are the ranks (Lightning's SLURM environment), as for ``trainer=ddp``.
 """
 
 from __future__ import annotations
@@ -249,6 +251,13 @@ class MultiprocessDDPStrategy(DDPStrategy):
         super().__init__(start_method="spawn" if self._auto_start else start_method, **kwargs)
 
     def _configure_launcher(self) -> None:
+        from src.training.ranks import launched_world
+
+        if launched_world()[1] > 1:
+            # SLURM (hydra/launcher=slurm tasks_per_node=N) or torchrun started one process per rank:
+            # nothing to start here; every rank runs the job, only rank 0 writes the run folder.
+            self._launcher = None
+            return
         if self._auto_start:  # the accelerator is known by now
             cpu = self.accelerator is None or isinstance(self.accelerator, CPUAccelerator)
             self._start_method = "fork" if cpu and sys.platform.startswith("linux") else "spawn"

@@ -60,7 +60,7 @@ def test_slurm_preset_composes() -> None:
         cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
                       return_hydra_config=True)  # fmt: skip
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher._target_ == "hydra_plugins.marginloss_slurm.launcher.SlurmLauncher"  # submitit's, extended
     assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.max_num_timeout == 3
     folder = launcher.submitit_folder  # inside the sweep folder
     assert folder.startswith("outputs/multiruns/") and folder.endswith("/.submitit/%j")
