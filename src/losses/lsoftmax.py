@@ -15,9 +15,11 @@ buffer and the margin are SphereFace's own code, not a copy.
 Defaults are the authors' MNIST recipe (``myexamples/mnist/model/mnist_train_test.prototxt``):
 m = 4 and lambda = max(0, 1000 (1 + 2.5e-5 step)^-35), which stays above 100 for ~2,700 steps,
 falls through 1 at ~8,700 steps and is ~1e-3 by 20,000 steps: the network first learns as a plain
-softmax and the margin takes over gradually. Without it (``anneal: false, lambda_min: 0``) the
-loss starts at ~3 |w||x| per sample for m = 4 (psi(pi / 2) = -3) and diverges or collapses (the
-authors' issues #3 and #10; ``tests/losses/test_descendants_sphere.py`` pins the mechanism).
+softmax and the margin takes over gradually. With lambda at or near 0 from the start the loss is
+~3 |w||x| per sample for m = 4 (psi(pi / 2) = -3) and the target's curvature across the angle is
+|w| (1 - m^2) / |x|, unbounded as |x| shrinks: the runs of the authors' issues #3 and #10 blew up
+(loss 87.34, feature length inf) once lambda had decayed to ~0.06. docs/losses.md has the details;
+``tests/losses/test_descendants_sphere.py`` pins the mechanism.
 """
 
 from __future__ import annotations
