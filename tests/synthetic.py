@@ -49,3 +49,22 @@ def make_synthetic_dataset(
         out[ik] = write_idx(folder / FILENAMES[ik], images.clip(0, 255).astype(np.uint8))
         out[lk] = write_idx(folder / FILENAMES[lk], labels.astype(np.uint8))
     return out
+
+
+def write_as(idx_root: str | Path, data: str, folder: str | Path) -> Path:
+    """The synthetic IDX set of ``idx_root`` as ``data=folder`` (PNGs) or ``data=arrays`` (an .npz)
+    under ``folder``; returns what ``data.root`` names."""
+    from src.data.export_png import main as export_png
+    from src.data.sources import read_split
+
+    folder = Path(folder)
+    if data == "folder":
+        export_png(["--out", str(folder / "png"), "--root", str(idx_root)])
+        return folder / "png"
+    files = {key: Path(idx_root) / name for key, name in FILENAMES.items()}
+    arrays = {}
+    for split in SPLITS:
+        images, labels = read_split("fashion_mnist", files, split)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = images.numpy(), labels.numpy()
+    np.savez(folder / "synthetic.npz", **arrays)
+    return folder / "synthetic.npz"

@@ -145,9 +145,7 @@ def run_analyses(trainer: Any, model: Any, datamodule: Any, options: Mapping[str
     open_batches = datamodule.open_set_batches() if hasattr(datamodule, "open_set_batches") else None
     if options.get("open_set", True) and open_batches is not None:
         try:
-            from src.data.sources import DATASETS
-
-            all_names = list(DATASETS[datamodule.name].class_names)
+            all_names = list(datamodule.all_class_names)  # the dataset's own names, held-out classes included
             emb, labels, images = embed_batches(model, open_batches, device, keep_images=True)
             results["open_set"] = {
                 "held_out_classes": list(datamodule.held_out_classes),

@@ -1,4 +1,5 @@
-"""A pre-activation residual network sized for 28x28 grey images (the 'stronger' backbone)."""
+"""A pre-activation residual network sized for 28x28 images (the 'stronger' backbone); global average
+pooling makes it take any image size."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.embedding_dim = check_int("backbone.embedding_dim", embedding_dim, 1)
+        check_int("backbone.in_channels", in_channels, 1)
         check_int("backbone.width", width, 1)
         check_int("backbone.blocks_per_stage", blocks_per_stage, 1)
         check_number("backbone.dropout", dropout, 0.0, 1.0, high_open=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from src.config.checks import check_int
+from src.config.checks import check_int, fail, is_int
 
 
 class SeedCNN(nn.Module):
@@ -19,10 +21,12 @@ class SeedCNN(nn.Module):
     momentum 0.01) and epsilon 1e-3. Same parameters and checkpoint keys either way.
     """
 
-    def __init__(self, embedding_dim: int = 128, in_channels: int = 1, image_size: int = 28,
+    def __init__(self, embedding_dim: int = 128, in_channels: int = 1, image_size: int | Sequence[int] = 28,
                  keras_init: bool = False) -> None:
         super().__init__()
         self.embedding_dim = check_int("backbone.embedding_dim", embedding_dim, 1)
+        check_int("backbone.in_channels", in_channels, 1)
+        height, width = _height_width(image_size)
 
         def conv(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True))
@@ -32,7 +36,7 @@ class SeedCNN(nn.Module):
             conv(32, 64), conv(64, 64), nn.MaxPool2d(2), nn.Dropout(0.25),
             nn.Flatten(),
         )
-        flat = 64 * (image_size // 4) ** 2
+        flat = 64 * (height // 4) * (width // 4)  # two 2x2 poolings before the dense layer
         self.embed = nn.Sequential(
             nn.Linear(flat, embedding_dim), nn.ReLU(inplace=True), nn.BatchNorm1d(embedding_dim), nn.Dropout(0.5)
         )
@@ -49,3 +53,12 @@ class SeedCNN(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed(self.features(images))
+
+
+def _height_width(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """An int (square) or [height, width], each >= 4 (two 2x2 poolings must leave a pixel)."""
+    size = list(image_size) if isinstance(image_size, Sequence) and not isinstance(image_size, str) else [image_size]
+    if len(size) not in (1, 2) or not all(is_int(v) and v >= 4 for v in size):
+        fail("backbone.image_size", image_size, "must be an integer >= 4 or [height, width] (each >= 4); leave it "
+             "interpolated from the data (${data_shape:image_size})")
+    return (size[0], size[-1])

@@ -13,6 +13,7 @@ class SmallCNN(nn.Module):
     def __init__(self, embedding_dim: int = 2, width: int = 32, in_channels: int = 1) -> None:
         super().__init__()
         self.embedding_dim = check_int("backbone.embedding_dim", embedding_dim, 1)
+        check_int("backbone.in_channels", in_channels, 1)
         check_int("backbone.width", width, 1)
 
         def stage(cin: int, cout: int) -> nn.Sequential:

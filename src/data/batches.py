@@ -20,10 +20,11 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 class InMemoryBatches:
-    """An iterable of ``(images float32 N x 1 x H x W, labels int64 N)`` batches.
+    """An iterable of ``(images float32 N x C x H x W, labels int64 N)`` batches.
 
-    Images are stored as uint8 and scaled per batch. Training order is a permutation drawn from
-    ``seed`` and the epoch number given by ``epoch_fn`` so a resumed run sees the same order.
+    Images are stored as uint8, ``(N, H, W)`` for one channel or ``(N, C, H, W)``, and scaled per
+    batch. Training order is a permutation drawn from ``seed`` and the epoch number given by
+    ``epoch_fn`` so a resumed run sees the same order.
     Under torch.distributed each rank takes a disjoint share: equal-length shares for training
     (DDP needs the same step count everywhere), an exact split with no padding for evaluation so
     that synchronised metrics count every image once.
@@ -78,7 +79,8 @@ class InMemoryBatches:
             idx = indices[start : start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
                 break
-            x = self.images[idx].unsqueeze(1).float().div_(255.0)
+            x = self.images[idx]
+            x = (x.unsqueeze(1) if x.ndim == 3 else x).float().div_(255.0)
             if augment:  # before normalising, so crops pad with black like the images' background
                 if self.hflip:
                     x = random_hflip(x, gen)

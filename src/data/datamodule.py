@@ -67,7 +67,6 @@ class ImageClassificationData(pl.LightningDataModule):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
-        all_names = dataset_spec(name).class_names
         self.name, self.root, self.download, self.verify = name, root, download, verify
         self.fallback = bool(fallback)
         self._paths: dict[str, Path] | None = None
@@ -78,11 +77,21 @@ class ImageClassificationData(pl.LightningDataModule):
         self.erase_prob = float(erase_prob)
         self.held_out_classes = sorted(int(c) for c in held_out_classes)
         self.seed, self.channels_last = int(seed), channels_last
-        self.known_classes = [c for c in range(len(all_names)) if c not in self.held_out_classes]
-        self.class_names = [all_names[c] for c in self.known_classes]
+        # Every class of the dataset (held-out ones included: the open-set check names them).
+        self.all_class_names = list(self._dataset_class_names())
+        self.known_classes = [c for c in range(len(self.all_class_names)) if c not in self.held_out_classes]
+        self.class_names = [self.all_class_names[c] for c in self.known_classes]
         self.mean, self.std = 0.0, 1.0
         self._train = self._val = self._test = None
         self.open_set_test: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _dataset_class_names(self) -> tuple[str, ...]:
+        """The class names, label order (subclasses reading other formats take them from their files)."""
+        return dataset_spec(self.name).class_names
+
+    def _read(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images uint8 (N, H, W) or (N, C, H, W), labels int64 (N,))`` of ``split`` (train | test)."""
+        return read_split(self.name, self.files(), split)
 
     def files(self) -> dict[str, Path]:
         """The four files, located (and verified) once: train and test always come from one folder."""
@@ -117,7 +126,7 @@ class ImageClassificationData(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         device = self._device()
         if stage in (None, "fit", "validate") and self._train is None:
-            images, labels = read_split(self.name, self.files(), "train")
+            images, labels = self._read("train")
             images, labels = self._keep_known(images, labels)
             if not 0 < self.val_size < len(labels):
                 fail("data.val_size", self.val_size, f"must be in [1, {len(labels) - 1}] for {len(labels)} training "
@@ -133,7 +142,7 @@ class ImageClassificationData(pl.LightningDataModule):
             self._train = (train_images.to(device), labels[train_idx].to(device))
             self._val = (images[val_idx].to(device), labels[val_idx].to(device))
         if stage in (None, "test", "predict") and self._test is None:
-            images, labels = read_split(self.name, self.files(), "test")
+            images, labels = self._read("test")
             if self.held_out_classes:
                 held = torch.isin(labels, torch.tensor(self.held_out_classes))
                 self.open_set_test = (images[held], labels[held])

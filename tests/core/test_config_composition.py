@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 
 from src.training.pipeline import build
 from tests.conftest import CONF_DIR
+from tests.synthetic import write_as
 
 
 def options(group: str) -> list[str]:
@@ -60,8 +61,10 @@ def test_every_trainer_option_composes(tiny_config, trainer: str) -> None:
 
 
 @pytest.mark.parametrize("data", options("data"))
-def test_every_data_option(tiny_config, data: str, synthetic_root: Path) -> None:
-    cfg = tiny_config(f"data={data}")
+def test_every_data_option(tiny_config, data: str, synthetic_root: Path, tmp_path: Path) -> None:
+    own = [] if data not in ("folder", "arrays") else [f"data.root={write_as(synthetic_root, data, tmp_path)}"]
+    own += [f"data.cache_dir={tmp_path / 'cache'}"] if data == "folder" else []
+    cfg = tiny_config(f"data={data}", *own)  # folder, arrays: the synthetic set written out in their format
     datamodule, model = build(cfg)
     assert datamodule.num_classes == model.head.num_classes == 10
     assert len(datamodule.class_names) == 10
