@@ -4,7 +4,7 @@ Hydra parses the overrides and composes the config before any of our code runs, 
 mistake over several lines with a traceback. ``cli(main)`` runs the ``@hydra.main`` function so that
 such a mistake (an unknown option of a config group, an unknown key, bad override syntax,
 ``group=null``) becomes one line on stderr and exit 2; a sweep with unfinished jobs exits 1. The
-mistakes found in a composed config are ``src.config.validate``'s (``ConfigError``).
+mistakes found in a composed config are ``src.training.validate``'s (``ConfigError``).
 """
 
 from __future__ import annotations

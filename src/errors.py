@@ -6,7 +6,7 @@ and what to do, without a traceback (``debug=true`` shows it). Its kinds:
 * ``ConfigError``: a configuration value (names the key, the value and what is allowed;
   ``src.config.checks`` writes the message). Exit 2 from ``python -m src.train``.
 * ``RunFolderError``: the command does not fit the run folder it is aimed at (a ``ConfigError``:
-  exit 2, nothing written; ``src.training.run_folder``).
+  exit 2, nothing written; ``src.training.admission``).
 * ``DatasetError``: a dataset file is missing, unreadable, corrupt or fails its checksum.
 * ``CheckpointError``: a checkpoint file cannot be read or does not fit the run.
 * ``NonFiniteError``: the training loss or a weight became NaN or infinite.

@@ -2,7 +2,7 @@
 
 PATH is a run folder, a sweep folder (every finished run below it) or a checkpoint file. Each run
 is re-tested from its validation-selected checkpoint and every analysis is re-run
-(``src.analysis.evaluation``); the result is written to ``evaluation.json`` in the run folder.
+(``src.training.evaluation``); the result is written into the run folder.
 Runs that are not finished are skipped, runs that cannot be evaluated (a damaged checkpoint, a
 missing file) are listed with the reason, and the others go on. ``key=value`` arguments override
 keys of each run's config (e.g. ``trainer.accelerator=cpu``, ``data.root=/data``).
@@ -16,9 +16,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from src.analysis.evaluation import evaluate
-from src.analysis.run_folders import Target, find_targets, read_record
 from src.errors import CheckpointError, EvaluationError
+from src.runs.folder import RECORD, RunFolder
+from src.training.evaluation import Target, evaluate, find_targets
 
 
 def _one_line(err: BaseException) -> str:
@@ -58,9 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             broken.append((path, str(err)))
     evaluated, skipped = 0, []
     for target in targets:
-        status = read_record(target.run_dir).get("status")
+        status = RunFolder(target.run_dir).readable_record().get("status")
         if target.checkpoint is None and status != "finished":
-            why = f"training status is {status}" if status else "no readable metrics.json"
+            why = f"training status is {status}" if status else f"no readable {RECORD}"
             skipped.append((str(target.run_dir), why))
             continue
         try:

@@ -2,7 +2,7 @@
 
 ``SweepSummary`` is a Hydra callback (``conf/hydra/default.yaml: callbacks``); at the end of a
 multirun it lists every job folder with its overrides, status, ``val_acc_best`` and ``test_acc``,
-and the failed jobs with their reasons (from each job's ``metrics.json`` run record).
+and the failed jobs with their reasons (from each job's run record, ``src.runs.folder``).
 
 For a sweep that did not reach its end (Ctrl-C, a killed process), build it by hand::
 
@@ -12,7 +12,6 @@ For a sweep that did not reach its end (Ctrl-C, a killed process), build it by h
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 from pathlib import Path
@@ -22,7 +21,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.training.run_folder import RECORD_NAME as RECORD
+from src.errors import RunFolderError
+from src.runs.folder import RECORD, RunFolder, find_runs
 from src.utils.io import write_json_atomic, write_text_atomic
 from src.utils.text import markdown_cell
 
@@ -39,7 +39,7 @@ def _load_yaml(path: Path) -> Any:
 
 
 def _job_num(folder: Path) -> int | None:
-    hydra_cfg = _load_yaml(folder / ".hydra" / "hydra.yaml")
+    hydra_cfg = _load_yaml(RunFolder(folder).hydra_copy("hydra"))
     try:
         return int(hydra_cfg["hydra"]["job"]["num"])
     except (TypeError, KeyError, ValueError):
@@ -52,27 +52,24 @@ def _number(value: Any) -> float | None:
 
 
 def job_folders(sweep_dir: Path) -> list[Path]:
-    """Every job folder below ``sweep_dir`` (a folder with Hydra's ``.hydra/`` or a run record)."""
-    found = {p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")}
-    found |= {p.parent for p in sweep_dir.glob(f"**/{RECORD}")}
-    found.discard(sweep_dir)
-    # Checkpoint or TensorBoard folders inside a job never hold these files, so no nesting to undo.
-    return sorted(found)
+    """Every job's run folder below ``sweep_dir`` (``src.runs.folder.find_runs``)."""
+    return [folder.path for folder in find_runs(sweep_dir) if folder.path != sweep_dir.resolve()]
 
 
 def job_entry(sweep_dir: Path, folder: Path) -> dict[str, Any]:
-    overrides = _load_yaml(folder / ".hydra" / "overrides.yaml")
+    run = RunFolder(folder)
+    overrides = _load_yaml(run.hydra_copy("overrides"))
     entry: dict[str, Any] = {
         "job": _job_num(folder),
         "folder": str(folder.relative_to(sweep_dir)),
         "overrides": [str(o) for o in overrides] if isinstance(overrides, list) else [],
     }
     try:
-        record = json.loads((folder / RECORD).read_text())
-    except FileNotFoundError:
+        record = run.read_record()
+    except RunFolderError as err:
+        record = {"status": "unreadable", "reason": str(err)}
+    if record is None:
         record = {"status": "missing", "reason": f"no {RECORD}: the job ended before its run started"}
-    except (OSError, json.JSONDecodeError) as err:
-        record = {"status": "unreadable", "reason": f"{RECORD}: {err}"}
     status = record.get("status", "unknown")
     if status == "running":  # at the end of a sweep: the process died without a word (SIGKILL, OOM)
         record.setdefault("reason", "the record still says running: the job was killed or is still going")

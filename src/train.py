@@ -21,8 +21,8 @@ register_resolvers()
 def main(cfg: DictConfig) -> float:
     """Runs one job and returns its best validation accuracy (the value a sweeper optimises)."""
     from src.cli import job_started
-    from src.config.validate import check_config
     from src.errors import ConfigError
+    from src.training.validate import check_config
 
     job_started()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> float:
         print(f"error: {err}", file=sys.stderr)
         if multirun:  # the job's folder says why it did not run; the sweep goes on
             from src.errors import RunFolderError
-            from src.training.run_folder import record_rejected
+            from src.training.admission import record_rejected
 
             if not isinstance(err, RunFolderError):
                 record_rejected(output_dir, cfg, err)

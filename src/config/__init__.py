@@ -1,12 +1,12 @@
-"""The configuration: where it lives (``CONF_DIR``), its checks, and its history.
+"""The configuration's vocabulary: where it lives (``CONF_DIR``), its value checks, its history.
 
 * ``checks``: the one vocabulary of value checks (``check_int``, ``check_number``, ``check_bool``,
   ``check_choice``, ``fail``) that every component and the config pass use; each raises a
   one-line ``ConfigError`` (``src.errors``).
-* ``validate``: ``check_config``, the one pass over a composed config that runs before any data
-  is read (the Trainer, the data, the top-level switches from tables; the backbone, the loss head,
-  the optimiser and the schedule by building them, so that their own checks run).
 * ``moved``: component paths (``_target_``) that moved, so that older run folders still match.
+
+The pass over a whole composed config that runs before any data is read builds components, so
+it sits above them, beside the pipeline that calls it: ``src.training.validate``.
 """
 
 from __future__ import annotations

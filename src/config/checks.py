@@ -2,7 +2,7 @@
 
 Two message forms, both unchanged from before the checks were gathered here:
 
-* the config pass (``src.config.validate``): ``trainer.max_epochs=0 is invalid: must be an
+* the config pass (``src.training.validate``): ``trainer.max_epochs=0 is invalid: must be an
   integer >= 1`` (a string value is quoted);
 * a component checking its own parameters names itself (``owner``): ``loss.m=2.5 is invalid for
   sphereface: m must be an integer >= 1``.

@@ -1,9 +1,9 @@
 """Component paths (``_target_``) that moved, so that run folders written before the move still work.
 
-A run folder keeps the resolved config it was started with (``config_resolved.yaml``), ``_target_``
-paths included. When a module moves, that old path must still mean the same component: a study
+A run folder keeps the resolved config it was started with (``src.runs.folder.RunFolder.config``),
+``_target_`` paths included. When a module moves, that old path must still mean the same component: a study
 continued with the same command by newer code must find its finished runs the same ("already
-finished", ``src.training.run_folder.admit``), and ``python -m src.evaluate`` must still build an
+finished", ``src.training.admission.admit``), and ``python -m src.evaluate`` must still build an
 old run. ``MOVED`` maps each old module prefix to its new one; ``current`` rewrites one path and
 ``upgrade`` every ``_target_`` in a stored config. Add a line here whenever a module named by a
 ``_target_`` in conf/ moves.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# old module prefix -> new module prefix (issue #14: the training machinery moved into src/training/)
+# old module prefix -> new module prefix
 MOVED: dict[str, str] = {
     "src.schedules.": "src.training.schedules.",
     "src.checkpointing.": "src.training.checkpointing.",

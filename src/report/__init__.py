@@ -1,7 +1,7 @@
 """The study report: ``python -m src.report <run or sweep folder> [more folders] [--out DIR]``.
 
-Reads what finished runs saved (``metrics.json`` and ``config_resolved.yaml`` in each run folder,
-found recursively); never trains. Writes into ``--out``:
+Reads what finished runs saved (the run record and the resolved config in each run folder,
+``src.runs.folder``, found recursively); never trains. Writes into ``--out``:
 
 * ``report.md``: per configuration (loss, m) the mean ± std over seeds of test accuracy (honest,
   and the leakage audit's ``test_acc_leaky`` beside it), best validation accuracy, epochs, wall
@@ -15,7 +15,7 @@ found recursively); never trains. Writes into ``--out``:
 * ``runs.csv`` (one row per run folder, unusable ones included), ``summary.csv`` (one row per
   configuration), ``significance.csv``, ``confused_pairs.csv`` and the PNG figures.
 
-A run folder that holds ``evaluation.json`` (``python -m src.evaluate``: the best checkpoint re-tested
+A run folder that holds an evaluation of its best checkpoint (``python -m src.evaluate``: re-tested
 later, without training) contributes that file's test figures and analyses instead of the training
 record's; the report says how many did.
 

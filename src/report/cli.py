@@ -11,6 +11,7 @@ from src.report.build import build_report
 from src.report.duplicates import mark_duplicates
 from src.report.output import new_report_folder, publish
 from src.report.runs import load_runs
+from src.runs.folder import CONFIG, RECORD
 
 
 def _usage() -> str:
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     runs = load_runs(args.folders)
     if not runs:
-        print("error: no run folder (metrics.json or config_resolved.yaml) under " + ", ".join(args.folders)
+        print(f"error: no run folder ({RECORD} or {CONFIG}) under " + ", ".join(args.folders)
               + "; nothing written", file=sys.stderr)
         return 1
     runs, duplicates = mark_duplicates(runs)

@@ -1,7 +1,7 @@
 """The same run counted twice would pass for an extra seed (n=2, seeds ``0 0``, ± 0.00): e.g. a
 sweep that ran twice, or two sweep folders given to one report. A run is a duplicate of another
 when their resolved configs are equal, seed included, apart from keys that cannot change a result
-(``src.training.run_folder.IGNORED``: where the data lives, logging, ...). Only the first (by folder) counts."""
+(``src.training.admission.IGNORED``: where the data lives, logging, ...). Only the first (by folder) counts."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from src.training.run_folder import IGNORED, flatten
+from src.training.admission import IGNORED
+from src.utils.nested import flatten
 
 
 def identity(config: dict[str, Any]) -> str | None:

@@ -10,19 +10,14 @@ import numpy as np
 
 from src.report.groups import BASELINE_LOSS, LOSS_ORDER, Group, baseline_for
 from src.report.runs import Run
-from src.utils.text import finite_number as _number
 
 
 def _curve(runs: Sequence[Run], metric: str = "val/acc") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Epochs and the mean / min / max of ``metric`` over runs (epochs missing in a run are skipped)."""
     per_epoch: dict[int, list[float]] = {}
     for run in runs:
-        history = run.record.get("history")
-        if not isinstance(history, list):
-            continue
-        for row in history:
-            if isinstance(row, dict) and _number(row.get("epoch")) is not None and _number(row.get(metric)) is not None:
-                per_epoch.setdefault(int(row["epoch"]), []).append(float(row[metric]))
+        for epoch, value in run.series(metric):
+            per_epoch.setdefault(epoch, []).append(value)
     epochs = np.array(sorted(per_epoch), dtype=int)
     vals = [np.asarray(per_epoch[e]) for e in epochs]
     return (epochs, np.array([v.mean() for v in vals]), np.array([v.min() for v in vals]),
@@ -90,6 +85,31 @@ def confusion_grid(groups: Sequence[Group], out: Path, name: str = "confusion_gr
         ax.set_title(f"{group.label}\n(n runs={len(group.runs)}, acc={accuracy(mat):.2%})", fontsize=8)
     fig.supxlabel("predicted", fontsize=8)
     fig.supylabel("true", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / name)
+    plt.close(fig)
+    return name
+
+
+def history_panels(panels: Sequence[tuple[str, Sequence[Run], float]], curves: Sequence[tuple[str, str, str]],
+                   out: Path, name: str, title: str, ylabel: str) -> str:
+    """One panel per ``(title, runs, reported)``: for each ``(history key, label, line style)`` the
+    mean over the runs per epoch, in %, and the reported figure as a dotted line."""
+    from src.utils.plots import plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), dpi=100, squeeze=False)
+    for ax, (panel_title, runs, reported) in zip(axes[0], panels, strict=True):
+        for key, label, style in curves:
+            epochs, mean, _, _ = _curve(runs, key)
+            ax.plot(epochs, 100.0 * mean, style, label=label)
+        ax.axhline(reported, color="0.3", lw=0.8, ls=":", label=f"reported {reported:.2f}")
+        ax.set_title(panel_title, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out / name)
     plt.close(fig)

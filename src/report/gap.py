@@ -1,7 +1,7 @@
-"""The "gap explained" table (GitHub issue #12, part 4): from the reference's reported figures to
-the honest ones, one defect removed per row, for softmax, SphereFace m=2 and ArcFace m=0.5.
+"""The "gap explained" table: from the reference's reported figures to the honest ones, one defect
+removed per row, for softmax, SphereFace m=2 and ArcFace m=0.5.
 
-Inputs are run records (``metrics.json``) of two kinds:
+Inputs are run records of two kinds:
 
 * audit runs (``experiment=reference_audit``, src/callbacks/reference_audit.py): one run per
   (configuration, seed) gives rows 1-3 from its per-epoch history and its final test;
@@ -9,7 +9,7 @@ Inputs are run records (``metrics.json``) of two kinds:
 
 Rows, each as mean ± sample std over seeds with a 95% t-interval of the mean:
 
-0. reported: the reference's one Keras run (brief section 2);
+0. reported: the reference's one Keras run (``src.report.claims.REFERENCE``);
 1. reference protocol (audit) reproduced: labels fed to the head at test, best epoch on test
    (max over epochs of ``audit/test_acc_reference_protocol``);
 2. labels no longer reach the head (still the best epoch on test): max over epochs of
@@ -26,17 +26,17 @@ keeps the same runs (1 -> 2 -> 3) and on independent means where it does not.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from scipy import stats
-
+from src.report.claims import REFERENCE
+from src.report.figures import history_panels
 from src.report.format import num
+from src.report.stats import Estimate, combine, mean_std, prediction_interval
+from src.runs.folder import CHECKPOINTS, LAST_CHECKPOINT
 from src.utils.text import finite_number as _finite
 
 REFERENCE_KEY = "audit/test_acc_reference_protocol"
@@ -44,14 +44,14 @@ LABEL_FREE_KEY = "audit/test_acc_label_free"
 AUDIT_EXPERIMENT = "reference_audit"
 # Row 4 comes from the full honest study only (not study_quick or other experiments).
 STUDY_EXPERIMENT = "study"
-LEVEL = 0.95
 BASELINE = "softmax"
 
-# configuration -> (reported %, audit head's loss name, study loss name, m)
-CONFIGS: dict[str, tuple[float, str, str, float | None]] = {
-    "softmax": (94.15, "softmax", "softmax", None),
-    "sphereface_m2": (95.32, "reference_sphereface", "sphereface", 2.0),
-    "arcface_m0.5": (94.28, "reference_arcface", "arcface", 0.5),
+# configuration -> (audit head's loss name, study loss name, m); the reported figure is REFERENCE's
+# for (study loss, m).
+CONFIGS: dict[str, tuple[str, str, float | None]] = {
+    "softmax": ("softmax", "softmax", None),
+    "sphereface_m2": ("reference_sphereface", "sphereface", 2.0),
+    "arcface_m0.5": ("reference_arcface", "arcface", 0.5),
 }
 
 ROWS = (
@@ -70,64 +70,6 @@ STEPS = (
 
 
 # ------------------------------------------------------------------------------------------
-# Statistics
-# ------------------------------------------------------------------------------------------
-
-
-def _t_quantile(df: float) -> float:
-    return float(stats.t.ppf(0.5 + LEVEL / 2, df)) if df > 0 else math.nan
-
-
-@dataclass
-class Estimate:
-    """A linear combination of sample means, with a Welch-Satterthwaite 95% interval."""
-
-    value: float
-    low: float = math.nan
-    high: float = math.nan
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return self.low, self.high
-
-
-def combine(terms: Sequence[tuple[float, float | Sequence[float]]]) -> Estimate:
-    """sum_i c_i mean(x_i) for terms (c_i, x_i); a float x_i is a constant without error. The
-    interval needs >= 2 values in every sampled term (NaN otherwise)."""
-    value, var, df_den, sampled = 0.0, 0.0, 0.0, False
-    for coef, sample in terms:
-        if isinstance(sample, (int, float)):
-            value += coef * float(sample)
-            continue
-        sampled = True
-        arr = np.asarray(sample, dtype=float)
-        if arr.size == 0:
-            return Estimate(math.nan)
-        value += coef * float(arr.mean())
-        if arr.size < 2:
-            var = math.nan
-            continue
-        v = coef * coef * float(arr.var(ddof=1)) / arr.size
-        var += v
-        df_den += v * v / (arr.size - 1)
-    if math.isnan(var) or not sampled:  # constants only (the reported figures): no interval
-        return Estimate(value)
-    if var == 0.0:
-        return Estimate(value, value, value)
-    half = _t_quantile(var * var / df_den) * math.sqrt(var)
-    return Estimate(value, value - half, value + half)
-
-
-def prediction_interval(sample: Sequence[float]) -> tuple[float, float]:
-    """95% interval for one more run: mean ± t * std * sqrt(1 + 1/n)."""
-    arr = np.asarray(sample, dtype=float)
-    if arr.size < 2:
-        return math.nan, math.nan
-    half = _t_quantile(arr.size - 1) * float(arr.std(ddof=1)) * math.sqrt(1 + 1 / arr.size)
-    return float(arr.mean()) - half, float(arr.mean()) + half
-
-
-# ------------------------------------------------------------------------------------------
 # Runs -> per-seed values
 # ------------------------------------------------------------------------------------------
 
@@ -141,8 +83,7 @@ def is_audit_run(run: Any) -> bool:
 
 
 def _history_max(run: Any, key: str) -> float | None:
-    values = [_finite(r.get(key)) for r in run.record.get("history") or [] if isinstance(r, dict)]
-    values = [v for v in values if v is not None]
+    values = [value for _, value in run.series(key)]
     return max(values) if values else None
 
 
@@ -172,7 +113,8 @@ def _matches(run: Any, loss: str, m: float | None) -> bool:
 def collect(runs: Sequence[Any]) -> list[ConfigValues]:
     """Per-seed values for each configuration that has at least one audit run."""
     out = []
-    for config, (reported, audit_loss, study_loss, m) in CONFIGS.items():
+    for config, (audit_loss, study_loss, m) in CONFIGS.items():
+        reported = REFERENCE[(study_loss, m)]
         audit: dict[Any, tuple[float, float, float]] = {}
         study: dict[Any, float] = {}
         audit_runs = []
@@ -203,8 +145,7 @@ def row_estimates(values: ConfigValues) -> list[tuple[Estimate, float, int]]:
         if isinstance(sample, float):
             out.append((Estimate(sample), math.nan, 1))
             continue
-        std = float(np.std(sample, ddof=1)) if len(sample) > 1 else math.nan
-        out.append((combine([(1.0, sample)]), std, len(sample)))
+        out.append((combine([(1.0, sample)]), mean_std(sample)[1], len(sample)))
     return out
 
 
@@ -236,41 +177,15 @@ def _signed(e: Estimate) -> str:
     return "–" if math.isnan(e.value) else f"{e.value:+.2f}"
 
 
-def _mean_curve(runs: Sequence[Any], key: str) -> tuple[list[int], list[float]]:
-    per_epoch: dict[int, list[float]] = {}
-    for run in runs:
-        for row in run.record.get("history") or []:
-            value = _finite(row.get(key)) if isinstance(row, dict) else None
-            if value is not None and _finite(row.get("epoch")) is not None:
-                per_epoch.setdefault(int(row["epoch"]), []).append(100.0 * value)
-    epochs = sorted(per_epoch)
-    return epochs, [float(np.mean(per_epoch[e])) for e in epochs]
-
-
 def gap_figure(collected: Sequence[ConfigValues], out: Path, name: str = "reference_protocol_audit.png") -> str:
     """Per configuration, the test accuracy after every epoch: label-fed (the reference protocol)
     and label-free, mean over seeds, with the reported figure."""
-    from src.utils.plots import plt
-
-    fig, axes = plt.subplots(1, len(collected), figsize=(4.5 * len(collected), 3.8), dpi=100, squeeze=False)
-    for ax, values in zip(axes[0], collected, strict=True):
-        for key, label, style in ((REFERENCE_KEY, "labels fed to the head (reference protocol)", "-"),
-                                  (LABEL_FREE_KEY, "label-free", "--")):
-            epochs, mean = _mean_curve(values.audit_runs, key)
-            ax.plot(epochs, mean, style, label=label)
-        ax.axhline(values.reported, color="0.3", lw=0.8, ls=":", label=f"reported {values.reported:.2f}")
-        ax.set_title(f"{values.config} (n={len(values.audit_runs)})", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_ylabel("TEST accuracy, %")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("Reference protocol (audit): test set scored after every epoch -- not a valid accuracy",
-                 fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / name)
-    plt.close(fig)
-    return name
+    return history_panels(
+        [(f"{v.config} (n={len(v.audit_runs)})", v.audit_runs, v.reported) for v in collected],
+        [(REFERENCE_KEY, "labels fed to the head (reference protocol)", "-"), (LABEL_FREE_KEY, "label-free", "--")],
+        out, name, "Reference protocol (audit): test set scored after every epoch -- not a valid accuracy",
+        "TEST accuracy, %",
+    )
 
 
 def gap_section(runs: Sequence[Any], table: Callable[[Sequence[str], Any], str],
@@ -355,7 +270,7 @@ def gap_section(runs: Sequence[Any], table: Callable[[Sequence[str], Any], str],
 # A label-free reading of the reference's layers (final weights)
 # ------------------------------------------------------------------------------------------
 
-FINAL_EVALUATION = "evaluation_last.json"  # python -m src.evaluate RUN/checkpoints/last.ckpt
+LAST_OF_A_RUN = f"RUN/{CHECKPOINTS}/{LAST_CHECKPOINT}"  # how a command names a run's last checkpoint
 # (key in reference_decode, column label, scale): accuracies are fractions shown in %.
 DECODE_COLUMNS = (
     ("label_fed_acc", "labels fed (reference protocol)", 100.0),
@@ -367,10 +282,7 @@ DECODE_COLUMNS = (
 
 def final_weights_decode(run: Any) -> dict[str, float] | None:
     """The ``reference_decode`` of the run's final weights, if ``src.evaluate`` scored them."""
-    try:
-        decode = json.loads((Path(run.folder) / FINAL_EVALUATION).read_text()).get("reference_decode")
-    except (OSError, ValueError, AttributeError):
-        return None
+    decode = (run.last_checkpoint_evaluation() or {}).get("reference_decode")
     if not isinstance(decode, dict):
         return None
     values = {key: _finite(decode.get(key)) for key, _, _ in DECODE_COLUMNS}
@@ -387,16 +299,14 @@ def final_weights_section(collected: Sequence[ConfigValues], table: Callable[[Se
             continue
         row = [values.config, str(len(decoded))]
         for key, label, scale in DECODE_COLUMNS:
-            sample = [d[key] * scale for d in decoded]
-            std = float(np.std(sample, ddof=1)) if len(sample) > 1 else math.nan
-            row.append(num(float(np.mean(sample)), std, digits=2))
-            csv_rows.append(["final_weights", values.config, "", label, len(sample),
-                             float(np.mean(sample)), std, "", "", "", ""])
+            mean, std = mean_std([d[key] * scale for d in decoded])
+            row.append(num(mean, std, digits=2))
+            csv_rows.append(["final_weights", values.config, "", label, len(decoded), mean, std, "", "", "", ""])
         rows.append(row)
     if not rows:
         return [], []
     md = ["### The reference's layers read without labels (audit, final weights)", "",
-          "The same weights (each audit run's last epoch, `python -m src.evaluate RUN/checkpoints/last.ckpt`; "
+          f"The same weights (each audit run's last epoch, `python -m src.evaluate {LAST_OF_A_RUN}`; "
           "no epoch is picked on the test set) scored three ways: with the true labels fed to the layer, as "
           "the reference did; by the plain argmax of the cosines; and by trying every label's rule and keeping "
           "a label whose rule picks it (src/analysis/reference_decode.py). Accuracies in %, mean ± sample std "

@@ -130,7 +130,3 @@ def group_runs(runs: Iterable[Run]) -> list[Group]:
 def baseline_for(group: Group, groups: Sequence[Group]) -> Group | None:
     return next((g for g in groups if g.loss == BASELINE_LOSS and g.recipe == group.recipe), None)
 
-
-# ------------------------------------------------------------------------------------------
-# Figures
-# ------------------------------------------------------------------------------------------

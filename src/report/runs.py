@@ -1,24 +1,22 @@
-"""Reading run folders: each one as a ``Run`` (its record, its resolved config, a status and a
-reason), never raising whatever the files hold; a later ``evaluation.json`` replaces the figures."""
+"""Reading run folders (``src.runs.folder``): each one as a ``Run`` (its record, its resolved
+config, a status and a reason), never raising whatever the files hold; a later evaluation of the
+best checkpoint replaces the figures."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from src.config.moved import upgrade
-from src.training.run_folder import CONFIG_NAME as CONFIG
-from src.training.run_folder import RECORD_NAME as RECORD
+from src.errors import RunFolderError
+from src.runs.folder import CONFIG, EVALUATION, RECORD, RunFolder, find_runs
 from src.utils.text import finite_number as _number
 
-EVALUATION = "evaluation.json"
-# What a later evaluation (src/analysis/evaluation.py) re-measures; it replaces the record's values.
+__all__ = ["CONFIG", "EVALUATED_KEYS", "EVALUATION", "RECORD", "Run", "find_run_folders", "load_run", "load_runs"]
+
+# What a later evaluation (src/training/evaluation.py) re-measures; it replaces the record's values.
 EVALUATED_KEYS = ("test_acc", "test_acc_macro", "test_acc_leaky", "test_confusion", "class_names", "geometry",
                   "open_set", "retrieval")
 
@@ -90,9 +88,25 @@ class Run:
         retrieval = block.get("retrieval") if isinstance(block, dict) else None
         return _number(retrieval.get(name)) if isinstance(retrieval, dict) else None
 
+    def series(self, key: str) -> list[tuple[int, float]]:
+        """``(epoch, value)`` of ``key`` from every history row that has both as finite numbers."""
+        history = self.record.get("history")
+        rows = history if isinstance(history, list) else []
+        pairs = [(_number(row.get("epoch")), _number(row.get(key))) for row in rows if isinstance(row, dict)]
+        return [(int(epoch), value) for epoch, value in pairs if epoch is not None and value is not None]
+
+    def last_checkpoint_evaluation(self) -> dict[str, Any] | None:
+        """What ``python -m src.evaluate`` measured on the run's last checkpoint (None when absent
+        or unreadable)."""
+        folder = RunFolder(self.folder)
+        try:
+            return folder.read_evaluation(folder.last_checkpoint)
+        except RunFolderError:
+            return None
+
     @property
     def evaluated(self) -> bool:
-        """Whether the figures come from a later ``evaluation.json``."""
+        """Whether the figures come from a later evaluation of the best checkpoint."""
         return bool(self.record.get("evaluated_at"))
 
     @property
@@ -101,55 +115,50 @@ class Run:
 
 
 def find_run_folders(paths: Iterable[str | Path]) -> tuple[list[Path], list[Run]]:
-    """Run folders under ``paths`` (any folder holding metrics.json or config_resolved.yaml), and
-    a ``missing`` entry for every path that does not exist."""
+    """Run folders under ``paths`` (``src.runs.folder.find_runs``; a file names its own folder),
+    and a ``missing`` entry for every path that does not exist."""
     found: dict[Path, None] = {}
     missing: list[Run] = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             missing.append(Run(path, "missing", "no such file or folder"))
-            continue
-        if path.is_file():
+        elif path.is_file():
             found[path.resolve().parent] = None
-            continue
-        for name in (RECORD, CONFIG):
-            for hit in sorted(path.rglob(name)):
-                if ".hydra" not in hit.parts:
-                    found[hit.resolve().parent] = None
+        else:
+            found.update((folder.path, None) for folder in find_runs(path))
     return sorted(found), missing
+
+
+def _why(err: RunFolderError, folder: RunFolder) -> str:
+    """The reader's reason without the folder's path (the report names the folder beside it)."""
+    return str(err).replace(f"{folder.path}/", "")
 
 
 def load_run(folder: Path) -> Run:
     """One run folder as a ``Run``: never raises, whatever the files hold."""
+    run_folder = RunFolder(folder)
     config: dict[str, Any] = {}
     config_note = ""
     try:
-        loaded = yaml.safe_load((folder / CONFIG).read_text())
         # Old module paths under their current names: a study continued across a move is one recipe.
-        config = upgrade(loaded) if isinstance(loaded, dict) else {}
-        if not isinstance(loaded, dict):
-            config_note = f"; {CONFIG} is not a mapping"
-    except FileNotFoundError:
-        config_note = f"; no {CONFIG}"
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as err:
-        config_note = f"; {CONFIG} unreadable ({type(err).__name__})"
-    path = folder / RECORD
+        config = run_folder.read_config() or {}
+        if not run_folder.config.exists():
+            config_note = f"; no {CONFIG}"
+    except RunFolderError as err:
+        config_note = f"; {_why(err, run_folder)}"
     try:
-        record = json.loads(path.read_text())
-    except FileNotFoundError:
+        record = run_folder.read_record()
+    except RunFolderError as err:
+        return Run(folder, "corrupt", _why(err, run_folder)[:300] + config_note, config=config)
+    if record is None:
         return Run(folder, "no record", f"{RECORD} missing (killed before its first write?){config_note}",
                    config=config)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        return Run(folder, "corrupt", f"{RECORD} unreadable: {type(err).__name__}: {err}"[:300] + config_note,
-                   config=config)
-    if not isinstance(record, dict):
-        return Run(folder, "corrupt", f"{RECORD} holds a {type(record).__name__}, not an object", config=config)
-    record = with_evaluation(folder, record)
+    record = with_evaluation(run_folder, record)
     status = str(record.get("status") or "unknown")
     reason = str(record.get("reason") or "")
     if status == "running":
-        age = time.time() - path.stat().st_mtime
+        age = time.time() - run_folder.record.stat().st_mtime
         reason = (f"record still says running (last written {age / 3600:.1f} h ago): training now, or "
                   "killed without a chance to write")
     elif status == "finished" and _number(record.get("test_acc")) is None:
@@ -159,12 +168,12 @@ def load_run(folder: Path) -> Run:
     return Run(folder, status, reason + (config_note if status != "finished" else ""), record, config)
 
 
-def with_evaluation(folder: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """The training record with the figures of the run's ``evaluation.json`` (the best checkpoint
-    re-tested by ``python -m src.evaluate``) in place of its own, when that file is usable."""
+def with_evaluation(folder: RunFolder | Path, record: dict[str, Any]) -> dict[str, Any]:
+    """The training record with the figures of the run's evaluation of its best checkpoint (re-tested
+    by ``python -m src.evaluate``) in place of its own, when that file is usable."""
     try:
-        evaluation = json.loads((folder / EVALUATION).read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
+        evaluation = RunFolder.of(folder).read_evaluation()
+    except RunFolderError:
         return record
     if not (isinstance(evaluation, dict) and evaluation.get("status") == "finished"
             and evaluation.get("best_checkpoint") is True and _number(evaluation.get("test_acc")) is not None):

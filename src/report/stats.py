@@ -1,5 +1,6 @@
 """Statistics over seeds: mean ± std, Welch's t-test with Holm's correction, a bootstrap CI of a
-difference of means, and the most confused class pairs of a confusion matrix."""
+difference of means, the most confused class pairs of a confusion matrix, and linear
+combinations of sample means with Welch-Satterthwaite intervals."""
 
 from __future__ import annotations
 
@@ -119,5 +120,61 @@ def confused_pairs(matrix: np.ndarray, names: Sequence[str], top: int = TOP_PAIR
     return pairs[:top]
 
 
+
 # ------------------------------------------------------------------------------------------
-# Groups
+# Linear combinations of sample means (the gap table)
+# ------------------------------------------------------------------------------------------
+
+
+def t_quantile(df: float, level: float = 1 - ALPHA) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``df`` degrees of freedom (NaN for df <= 0)."""
+    return float(stats.t.ppf(0.5 + level / 2, df)) if df > 0 else math.nan
+
+
+@dataclass
+class Estimate:
+    """A linear combination of sample means, with a Welch-Satterthwaite 95% interval."""
+
+    value: float
+    low: float = math.nan
+    high: float = math.nan
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.low, self.high
+
+
+def combine(terms: Sequence[tuple[float, float | Sequence[float]]]) -> Estimate:
+    """sum_i c_i mean(x_i) for terms (c_i, x_i); a float x_i is a constant without error. The
+    interval needs >= 2 values in every sampled term (NaN otherwise)."""
+    value, var, df_den, sampled = 0.0, 0.0, 0.0, False
+    for coef, sample in terms:
+        if isinstance(sample, (int, float)):
+            value += coef * float(sample)
+            continue
+        sampled = True
+        arr = np.asarray(sample, dtype=float)
+        if arr.size == 0:
+            return Estimate(math.nan)
+        value += coef * float(arr.mean())
+        if arr.size < 2:
+            var = math.nan
+            continue
+        v = coef * coef * float(arr.var(ddof=1)) / arr.size
+        var += v
+        df_den += v * v / (arr.size - 1)
+    if math.isnan(var) or not sampled:  # constants only (the reported figures): no interval
+        return Estimate(value)
+    if var == 0.0:
+        return Estimate(value, value, value)
+    half = t_quantile(var * var / df_den) * math.sqrt(var)
+    return Estimate(value, value - half, value + half)
+
+
+def prediction_interval(sample: Sequence[float]) -> tuple[float, float]:
+    """95% interval for one more run: mean ± t * std * sqrt(1 + 1/n)."""
+    arr = np.asarray(sample, dtype=float)
+    if arr.size < 2:
+        return math.nan, math.nan
+    half = t_quantile(arr.size - 1) * float(arr.std(ddof=1)) * math.sqrt(1 + 1 / arr.size)
+    return float(arr.mean()) - half, float(arr.mean()) + half

@@ -27,6 +27,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata
 from torch.utils.tensorboard import SummaryWriter
 
+from src.runs.folder import EVENT_FILES, event_folders
 from src.tb.hparams import HParam, experiment, read_session_hparams
 from src.tb.seed_bands import write_seed_bands
 
@@ -51,7 +52,7 @@ def read_run(folder: Path) -> tuple[dict[str, HParam], set[str]] | None:
 
 def run_folders(root: Path) -> list[Path]:
     """Folders below ``root`` holding event files (each is one TensorBoard run)."""
-    return sorted({p.parent for p in root.rglob("events.out.tfevents.*") if not p.name.endswith(SUFFIX)})
+    return event_folders(root, skip_suffix=SUFFIX)
 
 
 def write_experiment(root: Path) -> Path | None:
@@ -64,12 +65,12 @@ def write_experiment(root: Path) -> Path | None:
             tags |= found[1]
     if not runs:
         return None
-    for old in root.glob(f"events.out.tfevents.*{SUFFIX}"):
+    for old in root.glob(EVENT_FILES + SUFFIX):
         old.unlink()
     writer = SummaryWriter(log_dir=str(root), filename_suffix=SUFFIX)
     writer._get_file_writer().add_summary(experiment(runs, tags))  # raw summary: no public API for it
     writer.close()
-    (path,) = root.glob(f"events.out.tfevents.*{SUFFIX}")
+    (path,) = root.glob(EVENT_FILES + SUFFIX)
     return path
 
 

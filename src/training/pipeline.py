@@ -16,14 +16,15 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
 from src.callbacks.signals import interruption
-from src.config.validate import check_config
+from src.runs.folder import RunFolder
 from src.tb.final import hydra_choices, log_final
 from src.tb.hparams import run_hparams
+from src.training.admission import admit
 from src.training.dispatch import skip_noop_batch_hooks
-from src.training.folder_lock import hold
 from src.training.model import MarginClassifier
 from src.training.records import RunRecord
-from src.training.run_folder import admit
+from src.training.validate import check_config
+from src.utils.hardware import device_kind, flush_denormals, resolve_precision, resolve_threads
 from src.utils.io import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -45,38 +46,38 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, MarginClassifier]:
     return datamodule, model
 
 
-def run(cfg: DictConfig, output_dir: Path, checked: bool = False) -> dict[str, Any]:
+def run(cfg: DictConfig, output_dir: Path | RunFolder, checked: bool = False) -> dict[str, Any]:
     """Train, select the best validation checkpoint, test it once; returns the final metrics.
 
     Nothing is written before the config is checked and the run folder has admitted the command
-    (``src.training.run_folder``): a mistake leaves a finished run, and every other run, exactly as it was.
+    (``src.training.admission``): a mistake leaves a finished run, and every other run, exactly as it was.
     """
     if not checked:  # src.train checks before its heavy imports and says so
         check_config(cfg)  # ConfigError before any data is read or any file written
-    with hold(output_dir):  # one process per run folder (src/training/folder_lock.py)
-        return _admitted_run(cfg, output_dir)
+    folder = RunFolder.of(output_dir)
+    with folder.lock():  # one process per run folder
+        return _admitted_run(cfg, folder)
 
 
-def _admitted_run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
+def _admitted_run(cfg: DictConfig, folder: RunFolder) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    plan = admit(output_dir, resolved, bool(cfg.get("resume")))
+    plan = admit(folder, resolved, bool(cfg.get("resume")))
     if plan.action == "done":
-        log.info("%s already holds this finished run: nothing to do", output_dir)
-        print(f"already finished: {_summary_line(plan.record, output_dir)}")
+        log.info("%s already holds this finished run: nothing to do", folder)
+        print(f"already finished: {_summary_line(plan.record, folder)}")
         return plan.record
-    output_dir.mkdir(parents=True, exist_ok=True)
     if plan.action == "start":
-        set_aside_stale_checkpoints(output_dir)
-        write_text_atomic(output_dir / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        write_hydra_files(output_dir, cfg)
+        folder.set_aside_checkpoints()  # unreadable ones (admit found none to resume from)
+        folder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        write_hydra_files(folder, cfg)
     record = RunRecord(
-        output_dir, previous=plan.record if plan.action == "resume" else None,
+        folder, previous=plan.record if plan.action == "resume" else None,
         name=cfg.name, seed=int(cfg.seed), loss=_choice("loss"), backbone=_choice("backbone"),
         loss_params={k: v for k, v in OmegaConf.to_container(cfg.loss, resolve=True).items() if k != "_target_"},
         data=str(cfg.data.name), experiment=_choice("experiment"),
     )
     try:
-        metrics = _fit_and_test(cfg, output_dir, record, plan.checkpoint)
+        metrics = _fit_and_test(cfg, record, plan.checkpoint)
     except KeyboardInterrupt:
         record.finish("interrupted", reason="KeyboardInterrupt")
         raise
@@ -90,33 +91,20 @@ def _admitted_run(cfg: DictConfig, output_dir: Path) -> dict[str, Any]:
     except BaseException as err:
         record.finish("failed", reason=f"{type(err).__name__}: {err}")
         raise
-    print(_summary_line(metrics, output_dir))
+    print(_summary_line(metrics, folder))
     return metrics
 
 
-def _summary_line(metrics: dict[str, Any], output_dir: Path) -> str:
+def _summary_line(metrics: dict[str, Any], folder: RunFolder) -> str:
     """The honest result in one line: test accuracy of the validation-selected checkpoint, and where."""
     test = metrics.get("test_acc")
     shown = f"test accuracy {100 * test:.2f}%" if isinstance(test, float) else "no test (test=false)"
     val = metrics.get("val_acc_best")
     best = f"best validation accuracy {100 * val:.2f}%, " if isinstance(val, float) else ""
-    return f"{best}{shown} (checkpoint chosen on validation); run folder {output_dir}"
+    return f"{best}{shown} (checkpoint chosen on validation); run folder {folder}"
 
 
-def set_aside_stale_checkpoints(output_dir: Path) -> None:
-    """A run started afresh in a folder with unreadable checkpoints moves them out of the way, so
-    the new run's checkpoints never mix with them (and resume never picks them)."""
-    folder = output_dir / "checkpoints"
-    stale = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
-    if stale:
-        target = folder / "unusable"
-        target.mkdir(exist_ok=True)
-        for path in stale:
-            path.replace(target / path.name)
-        log.warning("moved %d unusable checkpoint(s) to %s", len(stale), target)
-
-
-def write_hydra_files(output_dir: Path, cfg: DictConfig) -> None:
+def write_hydra_files(folder: RunFolder, cfg: DictConfig) -> None:
     """Hydra's ``.hydra/`` copies (config, hydra, overrides), written once the run is admitted.
 
     ``conf/hydra/default.yaml`` sets ``output_subdir: null`` so that Hydra does not write them
@@ -126,21 +114,17 @@ def write_hydra_files(output_dir: Path, cfg: DictConfig) -> None:
     if not HydraConfig.initialized():
         return
     hydra_cfg = HydraConfig.get()
-    folder = output_dir / ".hydra"
-    folder.mkdir(exist_ok=True)
+    folder.hydra_copy("config").parent.mkdir(exist_ok=True)
     overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
-    write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-    write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(cfg))
-    write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
+    write_text_atomic(folder.hydra_copy("overrides"), OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    write_text_atomic(folder.hydra_copy("config"), OmegaConf.to_yaml(cfg))
+    write_text_atomic(folder.hydra_copy("hydra"), OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
 
 
 def configure_hardware(cfg: DictConfig) -> dict[str, Any]:
     """Resolve ``trainer.precision=auto`` and ``threads=auto``, set the intra-op threads and
     flush-to-zero (after the threads, so every worker of the pool gets it); returns what was chosen
     and why."""
-    from src.config.validate import device_kind
-    from src.utils.hardware import flush_denormals, resolve_precision, resolve_threads
-
     kind = device_kind(str(cfg.trainer.get("accelerator", "auto")))
     choice = resolve_precision(str(cfg.trainer.get("precision", "32-true")), kind)
     threads = resolve_threads(cfg.get("threads", "auto"), _parallel_jobs())
@@ -207,9 +191,7 @@ def build_trainer(
     return trainer
 
 
-def _fit_and_test(
-    cfg: DictConfig, output_dir: Path, record: RunRecord, resume_from: Path | None
-) -> dict[str, Any]:
+def _fit_and_test(cfg: DictConfig, record: RunRecord, resume_from: Path | None) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     torch.set_float32_matmul_precision(str(cfg.matmul_precision))
     hardware = configure_hardware(cfg)

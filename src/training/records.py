@@ -1,4 +1,4 @@
-"""The run record: ``metrics.json`` in each run folder, rewritten atomically at every state change
+"""The run record (``RunFolder.record``), rewritten atomically at every state change
 (running -> finished | failed | interrupted), so a crashed or killed run is never silently lost."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
+from src.runs.folder import RunFolder
 from src.utils.hardware import cpu_model
 from src.utils.io import write_json_atomic
 
-RECORD_NAME = "metrics.json"
 EPOCH_KEYS = ("history", "val_acc_best", "best_checkpoint")  # what src.training.pipeline writes after every epoch
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,9 @@ class RunRecord:
     start time are kept, ``wall_time_s`` adds this segment's time to theirs, and each segment's
     commit, machine and time are listed under ``segments``."""
 
-    def __init__(self, folder: str | Path, previous: dict[str, Any] | None = None, **fields: Any) -> None:
-        self.path = Path(folder) / RECORD_NAME
+    def __init__(self, folder: RunFolder | str | Path, previous: dict[str, Any] | None = None,
+                 **fields: Any) -> None:
+        self.path = RunFolder.of(folder).record
         self.started = time.time()
         previous = dict(previous or {})
         self.earlier_wall_time = float(previous.get("wall_time_s") or 0.0)

@@ -11,6 +11,7 @@
   path: in bf16 training on a CPU the gradients drift into the subnormal range after a few hundred
   steps and steps become ~30x slower (docs/performance.md). So the flag is also set from inside an
   OpenMP parallel region, once per worker, and then checked on a tensor split across all workers.
+* ``device_kind(accelerator)``: the device (cpu | cuda | mps) a Trainer ``accelerator`` ends up on.
 * ``resolve_threads("auto" | N, parallel_jobs)``: intra-op threads. ``auto`` is the cores this
   process may run on (its CPU affinity, not the machine's count) divided by the jobs that run side
   by side (the joblib launcher's ``n_jobs`` in a multirun), at least 1.
@@ -39,6 +40,21 @@ _PROBE_NUMEL = 1 << 20
 class PrecisionChoice:
     precision: str
     reason: str
+
+
+def device_kind(accelerator: str) -> str:
+    """cpu | cuda | mps: the device ``accelerator`` ends up on (``auto`` resolved like Lightning)."""
+    if accelerator in ("gpu", "cuda"):
+        return "cuda"
+    if accelerator == "mps":
+        return "mps"
+    if accelerator == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+    return "cpu"
 
 
 def cpu_model() -> str:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from src import evaluate, report
-from src.analysis.evaluation import EVALUATION_NAME, evaluation_precision
+from src.runs.folder import EVALUATION as EVALUATION_NAME
+from src.training.evaluation import evaluation_precision
 from src.training.pipeline import run
 from src.utils.hardware import resolve_precision
 from tests.conftest import REPO, TINY, compose_config
@@ -116,7 +117,7 @@ def test_an_old_run_folder_config_builds_with_moved_modules(tmp_path: Path) -> N
     src.checkpointing.*: src.evaluate reads those as the components' current paths."""
     from hydra.utils import instantiate
 
-    from src.analysis.evaluation import load_config
+    from src.training.evaluation import load_config
 
     old = (REPO / "experiments" / "study" / "runs" / "softmax_seed0" / "config_resolved.yaml").read_text()
     assert "src.schedules.constant" in old  # written by the code of that time

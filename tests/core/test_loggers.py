@@ -84,8 +84,8 @@ def test_csv_alone_replaces_tensorboard(tiny_config, tmp_path: Path) -> None:
 def test_mlflow_without_its_extra_is_one_line(monkeypatch) -> None:
     import importlib.util
 
-    from src.config.validate import check_config
     from src.errors import ConfigError
+    from src.training.validate import check_config
     from tests.conftest import compose_config
 
     real = importlib.util.find_spec

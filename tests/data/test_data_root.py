@@ -75,7 +75,7 @@ def test_provenance_names_each_file_and_its_sha256(tmp_path: Path, system_copy: 
 def test_runs_from_before_the_key_keep_their_search_when_evaluated(tmp_path: Path) -> None:
     """src.evaluate rebuilds a run's data from its config_resolved.yaml; a run made before
     data.fallback existed named root "data" and was found in the system folder, so it still is."""
-    from src.analysis.evaluation import load_config
+    from src.training.evaluation import load_config
 
     old, new = tmp_path / "old", tmp_path / "new"
     for folder, data in ((old, "root: data"), (new, "root: data\n  fallback: false")):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.config.validate import check_config
 from src.errors import ConfigError
+from src.training.validate import check_config
 from tests.conftest import CONF_DIR, TINY, compose_config
 from tests.reliability.helpers import QUICK, finish, start, train_command
 

@@ -51,8 +51,8 @@ def test_spawned_workers_get_their_own_metric_states() -> None:
 
 
 def test_multi_gpu_preset_composes() -> None:
-    from src.config.validate import check_config
     from src.errors import ConfigError
+    from src.training.validate import check_config
     from tests.conftest import compose_config
 
     cfg = compose_config(["trainer=ddp", "data.root=/nonexistent"])

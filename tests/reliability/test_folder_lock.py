@@ -1,4 +1,4 @@
-"""src/training/folder_lock.py: one training process per run folder, and a lock that dies with
+"""src/runs/lock.py: one training process per run folder, and a lock that dies with
 its process, SIGKILL included."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from src.errors import RunFolderError
-from src.training.folder_lock import hold, is_main_process
+from src.runs.lock import hold, is_main_process
 from src.training.pipeline import run
 from tests.conftest import REPO
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from src.training.folder_lock import hold
+from src.runs.lock import hold
 with hold(Path(sys.argv[1])):
     print("held", flush=True)
     time.sleep(600)

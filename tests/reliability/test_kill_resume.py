@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from src.training.admission import newest_checkpoint
 from src.training.pipeline import run
-from src.training.run_folder import newest_checkpoint
 from tests.conftest import TINY, compose_config
 from tests.reliability.helpers import LEAN, finish, record, start, train_command
 from tests.reliability.test_resume import HISTORY_KEYS, _same_weights

@@ -1,4 +1,4 @@
-"""src/training/run_folder.py: what a command may do with the folder it is aimed at (issue #10.1, #10.3)."""
+"""src/training/admission.py: what a command may do with the run folder it is aimed at."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from src.errors import RunFolderError
-from src.training.run_folder import admit, config_differences, newest_checkpoint
+from src.training.admission import admit, config_differences, newest_checkpoint
 
 CONFIG = {"seed": 0, "loss": {"_target_": "src.losses.softmax.Softmax", "label_smoothing": 0.0},
           "data": {"root": "./data", "batch_size": 128}, "resume": False}  # fmt: skip

@@ -11,7 +11,8 @@ import pytest
 from fabricate import write_run
 
 from src.report import build_report, load_runs
-from src.report.gap import LABEL_FREE_KEY, REFERENCE_KEY, collect, combine, contributions, prediction_interval
+from src.report.gap import LABEL_FREE_KEY, REFERENCE_KEY, collect, contributions
+from src.report.stats import combine, prediction_interval
 
 T2 = 4.302652729749464  # t quantile 0.975 with 2 degrees of freedom
 SEEDS = (0, 1, 2)

@@ -1,4 +1,4 @@
-"""What a command may do with the run folder it is pointed at, decided before anything is written.
+"""What a command may do with the run folder it is aimed at, decided before anything is written.
 
 A run folder belongs to one run. ``admit(folder, config, resume)`` reads what the folder holds and
 answers with a ``Plan``:
@@ -11,29 +11,29 @@ answers with a ``Plan``:
 * anything else -> ``RunFolderError``: one line naming the folder and what to do; the folder is
   left exactly as it was. A resume whose config differs names the keys that differ.
 
-"Same config" compares the resolved configs (``config_resolved.yaml``) key by key, leaving out
+"Same config" compares the resolved configs (``RunFolder.read_config``) key by key, leaving out
 keys that cannot change a result (``IGNORED``).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from src.config.moved import upgrade
 from src.errors import CheckpointError, RunFolderError
+from src.runs.folder import LAST_CHECKPOINT, RunFolder
+from src.training.checkpointing import load_checked
+from src.training.records import RunRecord
+from src.utils.nested import flatten
 
 log = logging.getLogger(__name__)
+LATEST = Path(LAST_CHECKPOINT).stem  # the latest checkpoint, and the -vN copies an older run left
 
-RECORD_NAME = "metrics.json"
-CONFIG_NAME = "config_resolved.yaml"
 # Keys that may differ between the segments of one run because they cannot change its model or its
 # test figure: where the data lives, what is printed or logged, which analyses run after the test
 # (``src.evaluate`` reruns those on finished runs), and the resume switch itself.
@@ -50,16 +50,6 @@ class Plan:
     action: str  # start | resume | done
     checkpoint: Path | None = None
     record: dict[str, Any] = field(default_factory=dict)
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}} -> {"a.b": 1}``; lists stay values."""
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out if out or not prefix else {prefix[:-1]: {}}
-    return {prefix[:-1]: node}
 
 
 def _relative_to_run(value: Any, run_name: str | None) -> Any:
@@ -91,29 +81,17 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], run_name: str |
     return diffs
 
 
-def _read(path: Path, parse: Any) -> dict[str, Any] | None:
-    """``parse(text)`` of a run folder's file: None when absent, {} when not a mapping."""
-    if not path.exists():
-        return None
-    try:
-        data = parse(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as err:  # JSONDecodeError is a ValueError
-        raise RunFolderError(f"{path} cannot be read ({err}); move the run folder away or name another one") from None
-    return data if isinstance(data, dict) else {}
+def newest_checkpoint(folder: RunFolder | Path) -> Path | None:
+    """The checkpoint of ``folder`` that holds the most training (highest global step).
 
-
-def newest_checkpoint(folder: Path) -> Path | None:
-    """The checkpoint in ``folder/checkpoints`` that holds the most training (highest global step).
-
-    ``last.ckpt`` is not always the newest: an older run may have left ``last-v1.ckpt`` beside it.
-    Files that cannot be read are skipped with a warning (the atomic writer never leaves half a
-    file, but a disk can still damage one); on a tie ``last*`` wins over ``best-*``, which may hold
-    an earlier point of the same step count only if written at the same step.
+    The latest checkpoint's name is not always the newest: an older run may have left a ``-v1``
+    copy beside it. Files that cannot be read are skipped with a warning (the atomic writer never
+    leaves half a file, but a disk can still damage one); on a tie the latest checkpoint wins over
+    a best one, which may hold an earlier point of the same step count only if written at the same
+    step.
     """
-    from src.training.checkpointing import load_checked
-
     candidates = []
-    for path in sorted((folder / "checkpoints").glob("*.ckpt")):
+    for path in RunFolder.of(folder).checkpoint_files():
         try:
             state = load_checked(path)
         except CheckpointError as err:
@@ -121,7 +99,7 @@ def newest_checkpoint(folder: Path) -> Path | None:
             continue
         step = state.get("global_step", -1)
         loops = state.get("loops", {})
-        candidates.append((int(step) if isinstance(step, int) else -1, path.name.startswith("last"),
+        candidates.append((int(step) if isinstance(step, int) else -1, path.name.startswith(LATEST),
                            _batches_done(loops), path))
     if not candidates:
         return None
@@ -135,11 +113,19 @@ def _batches_done(loops: Any) -> int:
         return -1
 
 
-def admit(folder: Path, config: dict[str, Any], resume: bool) -> Plan:
+def _read(read: Any) -> dict[str, Any] | None:
+    try:
+        return read()
+    except RunFolderError as err:
+        raise RunFolderError(f"{err}; move the run folder away or name another one") from None
+
+
+def admit(folder: RunFolder | Path, config: dict[str, Any], resume: bool) -> Plan:
     """The plan for running ``config`` in ``folder``; raises ``RunFolderError`` when it must not."""
-    record = _read(folder / RECORD_NAME, json.loads)
-    saved_config = _read(folder / CONFIG_NAME, yaml.safe_load)
-    has_checkpoints = any((folder / "checkpoints").glob("*.ckpt"))
+    folder = RunFolder.of(folder)
+    record = _read(folder.read_record)
+    saved_config = _read(folder.read_config)
+    has_checkpoints = bool(folder.checkpoint_files())
     if record is None and saved_config is None and not has_checkpoints:
         return Plan("start")
     status = (record or {}).get("status", "unknown")
@@ -154,7 +140,7 @@ def admit(folder: Path, config: dict[str, Any], resume: bool) -> Plan:
             shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
             raise RunFolderError(
                 f"resume=true in {folder} with a different config ({shown}); rerun with the run's own overrides "
-                f"(see {folder / CONFIG_NAME}) or name a new folder"
+                f"(see {folder.config}) or name a new folder"
             )
     if status == "finished":
         return Plan("done", record=record or {})
@@ -165,12 +151,11 @@ def admit(folder: Path, config: dict[str, Any], resume: bool) -> Plan:
     return Plan("resume", checkpoint=checkpoint, record=record or {})
 
 
-def record_rejected(folder: Path, cfg: Any, err: BaseException) -> None:
+def record_rejected(folder: RunFolder | Path, cfg: Any, err: BaseException) -> None:
     """In a sweep, a job whose config is rejected gets a ``failed`` record saying why, so the
     sweep's summary lists it; never over an existing run's record."""
-    from src.training.records import RunRecord
-
-    if (folder / RECORD_NAME).exists():
+    folder = RunFolder.of(folder)
+    if folder.record.exists():
         return
     try:
         name = cfg.get("name")

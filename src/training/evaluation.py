@@ -1,21 +1,25 @@
 """Evaluate a finished run again from its checkpoint, without training (``python -m src.evaluate``).
 
-The run's own ``config_resolved.yaml`` builds the data and model (``src.training.pipeline.build``); the
+A path names its runs (``find_targets``): a checkpoint file (its run folder is the one above the
+checkpoints), a run folder, or any folder above run folders (a sweep), searched recursively.
+
+The run's own resolved config builds the data and model (``src.training.pipeline.build``); the
 checkpoint is read with ``weights_only=True`` (``src.training.checkpointing.load_checked``: a damaged file
 is a one-line ``CheckpointError``). The model's weights and the data's normalisation statistics
 (saved in the checkpoint; recomputed from the training split when absent) are restored; the test
 set is run once through the same label-free ``test_step`` as after training, then every analysis
 (``run_analyses``: geometry, retrieval metrics, open-set check). Nothing is selected here.
 
-The result goes to ``evaluation.json`` beside the run (``evaluation_<checkpoint>.json`` for a
-checkpoint other than the best one), with the same keys as ``metrics.json``; the training record
-and its history are never touched. ``python -m src.report`` prefers ``evaluation.json``'s figures.
+The result goes into the run folder (``RunFolder.evaluation``: one file for the best checkpoint,
+one per other checkpoint), with the same keys as the run record; the training record and its
+history are never touched. ``python -m src.report`` prefers the best checkpoint's figures.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +29,52 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.analysis.embeddings import run_analyses
-from src.analysis.run_folders import CONFIG_NAME, Target, best_checkpoint, read_record
 from src.callbacks.confusion import ConfusionMatrixLogger
-from src.config.moved import upgrade
-from src.errors import CheckpointError, EvaluationError
+from src.errors import CheckpointError, EvaluationError, RunFolderError
+from src.runs.folder import CONFIG, RunFolder, find_runs
 from src.training.checkpointing import load_checked
+from src.training.pipeline import build
 from src.training.records import git_commit, machine_description
+from src.utils.hardware import device_kind, resolve_precision
 from src.utils.io import write_json_atomic
 
-EVALUATION_NAME = "evaluation.json"
+
+@dataclass(frozen=True)
+class Target:
+    """One run to evaluate; ``checkpoint`` is None for the run's own best checkpoint."""
+
+    run_dir: Path
+    checkpoint: Path | None = None
+
+
+def find_targets(path: str | Path) -> list[Target]:
+    """The runs ``path`` names (see the module docstring); raises ``EvaluationError`` when none."""
+    path = Path(path)
+    if path.is_file():
+        folder = RunFolder.of_checkpoint(path)
+        if not folder.config.is_file():
+            raise EvaluationError(f"{path}: no {CONFIG} in {folder}, so this is not a run's checkpoint")
+        return [Target(folder.path.resolve(), path.resolve())]
+    if not path.is_dir():
+        raise EvaluationError(f"{path}: no such file or folder")
+    if RunFolder(path).config.is_file():
+        return [Target(path.resolve())]
+    found = [Target(folder.path) for folder in find_runs(path) if folder.config.is_file()]
+    if not found:
+        raise EvaluationError(f"{path}: no run folder below it (a run folder holds {CONFIG})")
+    return found
 
 
 def load_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
     """The run's resolved config with ``key=value`` overrides of keys it already has."""
+    folder = RunFolder(run_dir)
     try:
-        cfg = OmegaConf.load(run_dir / CONFIG_NAME)
-    except (OSError, OmegaConfBaseException, ValueError) as err:
-        raise EvaluationError(f"{run_dir}: {CONFIG_NAME} unreadable ({type(err).__name__})") from None
-    if not isinstance(cfg, DictConfig):
-        raise EvaluationError(f"{run_dir}: {CONFIG_NAME} is not a mapping")
-    cfg = OmegaConf.create(upgrade(OmegaConf.to_container(cfg)))  # components whose module moved since the run
+        resolved = folder.read_config()  # components whose module moved since the run under their new paths
+    except RunFolderError as err:
+        raise EvaluationError(str(err)) from None
+    if resolved is None:
+        raise EvaluationError(f"{run_dir}: no {CONFIG}")
+    cfg = OmegaConf.create(resolved)
     data = cfg.get("data")
     if isinstance(data, DictConfig) and "fallback" not in data:
         data.fallback = True  # runs from before data.fallback looked in the system folders after data.root
@@ -56,15 +86,15 @@ def load_config(run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
         try:
             cfg.merge_with_dotlist([item])
         except OmegaConfBaseException:
-            raise EvaluationError(f"override {item!r} is invalid: {key} is not a key of {run_dir / CONFIG_NAME}") \
-                from None
+            raise EvaluationError(f"override {item!r} is invalid: {key} is not a key of {folder.config}") from None
     return cfg
 
 
-def output_name(checkpoint: Path, best: Path | None) -> str:
+def output_path(folder: RunFolder, checkpoint: Path, best: Path | None) -> Path:
+    """The best checkpoint's evaluation file, or the one named after ``checkpoint``."""
     if best is not None and checkpoint.resolve() == best.resolve():
-        return EVALUATION_NAME
-    return f"evaluation_{checkpoint.stem}.json"
+        return folder.evaluation()
+    return folder.evaluation(checkpoint)
 
 
 def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[str, Any]]:
@@ -72,10 +102,11 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
     ``CheckpointError`` (one line each) when the run cannot be evaluated."""
     started = time.time()
     run_dir = target.run_dir
-    record = read_record(run_dir)
+    folder = RunFolder(run_dir)
+    record = folder.readable_record()
     cfg = load_config(run_dir, overrides)
     try:
-        best: Path | None = best_checkpoint(run_dir, record)
+        best: Path | None = folder.best_checkpoint(record)
     except EvaluationError:
         if target.checkpoint is None:
             raise
@@ -85,8 +116,6 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
     state = load_checked(checkpoint, map_location="cpu", weights_only=True)
     if not isinstance(state.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint {checkpoint} holds no state_dict: not a checkpoint of a training run")
-
-    from src.training.pipeline import build  # lazy: src.training.pipeline imports the training stack
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     torch.set_float32_matmul_precision(str(cfg.get("matmul_precision", "highest")))
@@ -117,7 +146,7 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
     metrics["class_names"] = model.class_names
     metrics.update(run_analyses(trainer, model, datamodule, cfg.get("analysis")))
 
-    out = run_dir / output_name(checkpoint, best)
+    out = output_path(folder, checkpoint, best)
     evaluation = {
         "status": "finished",
         "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -125,7 +154,7 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
         "machine": machine_description(),
         "torch": torch.__version__,
         "checkpoint": _relative(checkpoint, run_dir),
-        "best_checkpoint": out.name == EVALUATION_NAME,
+        "best_checkpoint": out == folder.evaluation(),
         "overrides": list(overrides),
         "precision": precision,
         "training_status": record.get("status"),
@@ -146,9 +175,6 @@ def evaluation_precision(trainer_cfg: Any, record: dict[str, Any]) -> str:
     trained = record.get("precision")
     if isinstance(trained, str) and trained and trained != "auto":
         return trained
-    from src.config.validate import device_kind
-    from src.utils.hardware import resolve_precision
-
     return resolve_precision("auto", device_kind(str(trainer_cfg.get("accelerator", "auto")))).precision
 
 

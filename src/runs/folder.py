@@ -1,0 +1,216 @@
+"""The run folder: the one place that knows its layout, and the readers everyone else asks.
+
+One run trains in one folder (``hydra.run.dir``, or a job's folder under ``hydra.sweep.dir``):
+
+* ``metrics.json`` (``RECORD``): the run record, rewritten at every state change
+  (``src.training.records``);
+* ``config_resolved.yaml`` (``CONFIG``): the resolved config the run was admitted with;
+* ``checkpoints/`` (``CHECKPOINTS``): Lightning's ``ModelCheckpoint`` files
+  (``conf/callbacks/default.yaml``: ``best-*.ckpt`` chosen on validation, ``last.ckpt``), and
+  ``checkpoints/unusable/`` for unreadable ones a fresh start set aside;
+* ``evaluation.json`` (``EVALUATION``): the best checkpoint re-tested by ``python -m src.evaluate``;
+  ``evaluation_<checkpoint>.json`` for any other checkpoint;
+* ``.hydra/``: Hydra's copies of the config, its own settings and the overrides;
+* TensorBoard event files (``EVENT_FILES``) under the logger's folder;
+* the lock: an ``flock`` on the folder itself while a run trains (``src.runs.lock``), no file.
+
+``RunFolder`` is one such folder: its files by name, its readers and its few writes. The readers
+return None for a file that is not there yet and raise a one-line ``RunFolderError`` for one that
+cannot be read; each caller decides what an unreadable file means to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from src.config.moved import upgrade
+from src.errors import EvaluationError, RunFolderError
+from src.runs.lock import hold
+from src.utils.io import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+RECORD = "metrics.json"
+CONFIG = "config_resolved.yaml"
+CHECKPOINTS = "checkpoints"
+UNUSABLE = "unusable"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINTS = "best-*.ckpt"
+EVALUATION = "evaluation.json"
+HYDRA = ".hydra"
+HYDRA_COPIES = {"config": "config.yaml", "hydra": "hydra.yaml", "overrides": "overrides.yaml"}
+EVENT_FILES = "events.out.tfevents.*"
+
+
+def _parse_json(text: str) -> Any:
+    return json.loads(text)
+
+
+def _read_mapping(path: Path, parse: Callable[[str], Any]) -> dict[str, Any] | None:
+    """``parse`` of ``path``'s text: None when absent; ``RunFolderError`` when it cannot be read
+    or holds something other than a mapping."""
+    try:
+        data = parse(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, yaml.YAMLError) as err:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise RunFolderError(f"{path} cannot be read ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} cannot be read (it holds a {type(data).__name__}, not a mapping)")
+    return data
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run's folder; ``str()`` and ``os.fspath()`` give its path."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def of(cls, folder: RunFolder | str | Path) -> RunFolder:
+        return folder if isinstance(folder, RunFolder) else cls(Path(folder))
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> RunFolder:
+        """The run a checkpoint file belongs to (the folder above ``checkpoints/``, else its own)."""
+        parent = Path(checkpoint).parent
+        return cls(parent.parent if parent.name == CHECKPOINTS else parent)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    # --- layout ------------------------------------------------------------------------------
+    @property
+    def record(self) -> Path:
+        return self.path / RECORD
+
+    @property
+    def config(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / LAST_CHECKPOINT
+
+    def evaluation(self, checkpoint: str | Path | None = None) -> Path:
+        """Where ``python -m src.evaluate`` writes its result: ``evaluation.json`` for the best
+        checkpoint (``None``), ``evaluation_<stem>.json`` for any other."""
+        if checkpoint is None:
+            return self.path / EVALUATION
+        stem = Path(EVALUATION).stem
+        return self.path / f"{stem}_{Path(checkpoint).stem}{Path(EVALUATION).suffix}"
+
+    def hydra_copy(self, which: str) -> Path:
+        """Hydra's copy ``which`` (config | hydra | overrides) in ``.hydra/``."""
+        return self.path / HYDRA / HYDRA_COPIES[which]
+
+    def checkpoint_files(self) -> list[Path]:
+        return sorted(self.checkpoints.glob("*.ckpt")) if self.checkpoints.is_dir() else []
+
+    def holds_run(self) -> bool:
+        """Whether a run has started here (a record, a resolved config or a checkpoint)."""
+        return self.record.exists() or self.config.exists() or bool(self.checkpoint_files())
+
+    # --- readers -----------------------------------------------------------------------------
+    def read_record(self) -> dict[str, Any] | None:
+        return _read_mapping(self.record, _parse_json)
+
+    def readable_record(self) -> dict[str, Any]:
+        """The record, or {} when it is missing or cannot be read."""
+        try:
+            return self.read_record() or {}
+        except RunFolderError:
+            return {}
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The resolved config, with ``_target_`` paths that moved since under their current names
+        (``src.config.moved``), so an old run builds and compares as the component it meant."""
+        config = _read_mapping(self.config, yaml.safe_load)
+        return None if config is None else upgrade(config)
+
+    def read_evaluation(self, checkpoint: str | Path | None = None) -> dict[str, Any] | None:
+        return _read_mapping(self.evaluation(checkpoint), _parse_json)
+
+    def best_checkpoint(self, record: dict[str, Any]) -> Path:
+        """The checkpoint validation selected: the one the record names (looked up in this folder's
+        own ``checkpoints/``, so a moved run folder still works), else the only ``best-*.ckpt``."""
+        named = record.get("best_checkpoint")
+        if isinstance(named, str) and named:
+            candidate = self.checkpoints / Path(named).name
+            if candidate.is_file():
+                return candidate
+        found = sorted(self.checkpoints.glob(BEST_CHECKPOINTS))
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise EvaluationError(f"{self}: no {BEST_CHECKPOINTS} in {self.checkpoints} (the validation-selected "
+                                  "checkpoint)")
+        names = ", ".join(p.name for p in found)
+        raise EvaluationError(f"{self}: {len(found)} {BEST_CHECKPOINTS} ({names}) and {RECORD} names none of "
+                              "them; pass the checkpoint itself")
+
+    # --- writes ------------------------------------------------------------------------------
+    def write_config(self, text: str) -> None:
+        write_text_atomic(self.config, text)
+
+    def set_aside_checkpoints(self) -> int:
+        """Move every checkpoint into ``checkpoints/unusable/``: a run started afresh beside
+        unreadable ones must never mix with them (nor resume pick them). Returns how many moved."""
+        stale = self.checkpoint_files()
+        if stale:
+            target = self.checkpoints / UNUSABLE
+            target.mkdir(exist_ok=True)
+            for path in stale:
+                path.replace(target / path.name)
+            log.warning("moved %d unusable checkpoint(s) to %s", len(stale), target)
+        return len(stale)
+
+    def lock(self) -> AbstractContextManager[None]:
+        """Create the folder and hold it for this process while the block runs (``src.runs.lock``)."""
+        return hold(self.path)
+
+
+# What makes a folder a run's: its record, its resolved config, or Hydra's copy of its overrides (a
+# job that ended before its run started).
+_MARKS = (RECORD, CONFIG, f"{HYDRA}/{HYDRA_COPIES['overrides']}")
+
+
+def find_runs(root: str | Path) -> list[RunFolder]:
+    """``root`` and every run folder below it (resolved, sorted)."""
+    found: set[Path] = set()
+    for mark in _MARKS:
+        depth = mark.count("/") + 1  # the run folder holds the mark this many levels up
+        for hit in Path(root).rglob(mark):
+            folder = hit.resolve().parents[depth - 1]
+            if HYDRA not in folder.parts:
+                found.add(folder)
+    return [RunFolder(folder) for folder in sorted(found)]
+
+
+def event_folders(root: str | Path, skip_suffix: str = "") -> list[Path]:
+    """Folders at or below ``root`` holding TensorBoard event files (files ending in
+    ``skip_suffix`` not counted), sorted."""
+    hits = Path(root).rglob(EVENT_FILES)
+    return sorted({p.parent for p in hits if not (skip_suffix and p.name.endswith(skip_suffix))})
