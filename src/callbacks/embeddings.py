@@ -5,6 +5,11 @@
   (unit circle / unit sphere), with the class-weight directions; logged to TensorBoard as the
   figures ``embeddings/raw`` and ``embeddings/normalized`` and saved as
   ``<dirpath>/epochXXX.png`` (both panels side by side). Other sizes skip this (no cost).
+* For 2-D and 3-D embeddings, with ``test_path`` set: at the end of the test, every test
+  embedding with its label, label-free prediction, the class directions and the class names goes
+  to ``test_path`` (a compressed ``.npz`` of a few hundred KB, small enough to commit beside the
+  run record; ``load_test_embeddings`` reads it back). Figures can then be redrawn without the
+  checkpoint (``python -m src.report.embedding_demo``).
 * For any backbone: at the end of the test, a test subsample goes to TensorBoard's projector
   (``add_embedding``, tag ``test``) with the class names as metadata and the images as
   thumbnails.
@@ -12,15 +17,22 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.embeddings import embed_batches, thumbnails
 from src.utils.plots import plt  # matplotlib with the headless backend already selected
+
+log = logging.getLogger(__name__)
+# The arrays a test-embeddings file holds (``save_test_embeddings`` / ``load_test_embeddings``).
+TEST_ARRAYS = ("embeddings", "labels", "predictions", "directions", "class_names")
 
 
 def _first_loader(loaders: Any) -> Any:
@@ -31,8 +43,11 @@ def _first_loader(loaders: Any) -> Any:
     return loaders
 
 
-def _draw(ax: Any, points: np.ndarray, labels: np.ndarray, names: list[str], weights: np.ndarray | None,
-          normalized: bool, title: str) -> None:
+def draw_embeddings(ax: Any, points: np.ndarray, labels: np.ndarray, names: list[str], weights: np.ndarray | None,
+                    normalized: bool, title: str) -> None:
+    """One panel: ``points`` (2-D or 3-D) coloured by class and named in the legend, raw or on the unit
+    circle / sphere (``normalized``), with each class direction (``weights``, (C, D) or (C, K, D))
+    drawn from the origin; used by the per-epoch figures and ``src.report.embedding_demo``."""
     dim = points.shape[1]
     colours = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     if normalized:
@@ -70,17 +85,50 @@ def embedding_figures(points: np.ndarray, labels: np.ndarray, names: list[str], 
     figures = {}
     for key, normalized in (("raw", False), ("normalized", True)):
         fig = plt.figure(figsize=(5, 5), dpi=100)
-        _draw(fig.add_subplot(1, 1, 1, **kw), points, labels, names, weights, normalized, f"{title} {key}")
+        draw_embeddings(fig.add_subplot(1, 1, 1, **kw), points, labels, names, weights, normalized, f"{title} {key}")
         figures[key] = fig
     both = plt.figure(figsize=(11, 5), dpi=100)
     for i, normalized in enumerate((False, True)):
         ax = both.add_subplot(1, 2, i + 1, **kw)
-        _draw(ax, points, labels, names, weights, normalized, f"{title} {'normalized' if normalized else 'raw'}")
+        panel = f"{title} {'normalized' if normalized else 'raw'}"
+        draw_embeddings(ax, points, labels, names, weights, normalized, panel)
     handles, texts = both.axes[0].get_legend_handles_labels()
     both.legend(handles, texts, loc="center right", fontsize=7, markerscale=3)
     both.subplots_adjust(right=0.84)
     figures["both"] = both
     return figures
+
+
+def save_test_embeddings(path: str | Path, embeddings: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
+                         directions: np.ndarray, class_names: list[str]) -> Path:
+    """Write one test set's embeddings (float32), labels, predictions, (C, K, D) class directions and
+    class names to ``path`` (compressed ``.npz``), atomically: a run killed mid-write leaves no
+    truncated file for a figure to trip on."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as handle:  # a file object: np.savez would append .npz to a bare name
+        np.savez_compressed(
+            handle,
+            embeddings=np.asarray(embeddings, dtype=np.float32),
+            labels=np.asarray(labels, dtype=np.int16),
+            predictions=np.asarray(predictions, dtype=np.int16),
+            directions=np.asarray(directions, dtype=np.float32),
+            class_names=np.asarray(class_names, dtype=str),
+        )
+    os.replace(tmp, path)
+    return path
+
+
+def load_test_embeddings(path: str | Path) -> dict[str, Any]:
+    """What ``save_test_embeddings`` wrote: arrays by name, ``class_names`` as a list of str."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        missing = [key for key in TEST_ARRAYS if key not in data.files]
+        if missing:
+            raise ValueError(f"{path}: not a test-embeddings file (missing {', '.join(missing)})")
+        out: dict[str, Any] = {key: data[key] for key in TEST_ARRAYS}
+    out["class_names"] = [str(name) for name in out["class_names"]]
+    return out
 
 
 class EmbeddingPlotter(pl.Callback):
@@ -92,8 +140,10 @@ class EmbeddingPlotter(pl.Callback):
         save_png: bool = True,
         projector: bool = True,
         projector_samples: int = 1000,
+        test_path: str | Path | None = None,
     ) -> None:
         self.dirpath = Path(dirpath) if dirpath else None
+        self.test_path = Path(test_path) if test_path else None
         self.max_points, self.every_n_epochs = int(max_points), max(1, int(every_n_epochs))
         self.save_png, self.projector, self.projector_samples = save_png, projector, int(projector_samples)
 
@@ -126,7 +176,31 @@ class EmbeddingPlotter(pl.Callback):
         for fig in figures.values():
             plt.close(fig)
 
+    def _save_test(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        head = getattr(pl_module, "head", None)
+        results = getattr(pl_module, "results", None)
+        if (self.test_path is None or getattr(head, "embedding_dim", None) not in (2, 3) or results is None
+                or not trainer.is_global_zero):
+            return
+        if trainer.world_size > 1:  # each process kept only its shard of the test set
+            log.warning("test embeddings not saved to %s: the test ran on %d processes", self.test_path,
+                        trainer.world_size)
+            return
+        if not results.test_embeddings:
+            return
+        names = list(getattr(pl_module, "class_names", []))
+        path = save_test_embeddings(
+            self.test_path,
+            torch.cat(results.test_embeddings).numpy(),
+            torch.cat(results.test_labels).numpy(),
+            torch.cat(results.test_predictions).numpy(),
+            head.class_directions().detach().float().cpu().numpy(),
+            names or [str(i) for i in range(head.num_classes)],
+        )
+        log.info("test embeddings saved to %s", path)
+
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._save_test(trainer, pl_module)
         tensorboards = self._tensorboards(trainer)
         loader = _first_loader(trainer.test_dataloaders)
         if not self.projector or not tensorboards or loader is None or not trainer.is_global_zero:
