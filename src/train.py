@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from src.utils.resolvers import register_resolvers
+from src.training.compose import register_resolvers
 
 register_resolvers()
 

@@ -12,7 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.utils.resolvers import register_resolvers
+from src.training.compose import register_resolvers
 from tests.synthetic import make_synthetic_dataset
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"

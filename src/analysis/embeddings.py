@@ -5,7 +5,7 @@ weights; embedded afresh if it kept none) and stores their angular geometry and 
 clustering metrics (``src.analysis.retrieval``); with ``data.held_out_classes`` it also embeds the
 held-out classes' test images and runs the open-set verification check and the same retrieval
 metrics on them. For the audit's reference heads it adds ``reference_decode``
-(src/analysis/reference_decode.py). All go into the run record (metrics.json, keys ``geometry``,
+(src/analysis/reference_decode.py). All go into the run record (keys ``geometry``,
 ``retrieval``, ``open_set`` with ``open_set.retrieval``, ``reference_decode``) and every logger the trainer has (scalars
 ``test/geometry/*``, ``test/retrieval/*``, ``test/open_set/*``, ``test/open_set/retrieval/*``; in TensorBoard also
 the held-out embeddings in the projector). A failing analysis is recorded as ``{"error": ...}``

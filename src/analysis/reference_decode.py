@@ -10,7 +10,7 @@ readings of the same weights:
   rule and keeps a label whose rule picks it; no label is read.
 
 ``run_analyses`` adds the result as ``reference_decode`` when the model's head is a reference head,
-so ``python -m src.evaluate RUN/checkpoints/last.ckpt`` scores an audit run's final weights.
+so ``python -m src.evaluate`` on a run's last checkpoint scores an audit run's final weights.
 """
 
 from __future__ import annotations

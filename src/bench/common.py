@@ -17,8 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from src.config import CONF_DIR
+from src.training.compose import register_resolvers
 from src.training.pipeline import configure_hardware
-from src.utils.resolvers import register_resolvers
 
 # --------------------------------------------------------------------------------------------
 # Configuration

@@ -4,7 +4,7 @@
 registry entry (1 x 28 x 28, ten classes), for ``data=folder`` from the folder listing and the
 first image's header, for ``data=arrays`` from the ``.npz`` array headers and labels. Nothing is
 decoded. The backbones receive the answer by interpolation (``in_channels: ${data_shape:channels}``,
-``image_size: ${data_shape:image_size}``, the ``data_shape`` resolver of ``src.utils.resolvers``),
+``image_size: ${data_shape:image_size}``, the ``data_shape`` resolver of ``src.training.compose``),
 so nobody types a channel count by hand, and the resolved config records it.
 
 ``check_fits`` refuses a dataset whose decoded images would not fit in memory, in one line.

@@ -24,7 +24,7 @@ SKIPPED_SECTIONS = ("hydra", "callbacks", "logger", "checkpoint_io")
 GROUPS = ("loss", "backbone", "optimizer", "scheduler", "data", "experiment", "study_config")
 # Listed in the sweep's HParams experiment even when constant, because a reader needs them to know
 # what the runs were; TensorBoard shows the first five (differing keys first), so this list is short.
-# Other constant keys stay in each run's session and config_resolved.yaml, out of the table.
+# Other constant keys stay in each run's session and resolved config, out of the table.
 HEADLINE = ("loss", "loss.m", "backbone", "seed")
 # HParams metric columns, in this order (the first five are shown by default): tag -> display name.
 # The leakage audit may come under another name; any other test/* scalar follows these.

@@ -11,7 +11,7 @@
 - No per-run HParams *experiment* record and no ``hparams.yaml``: Lightning writes both from
   ``log_hyperparams``, and TensorBoard shows only the first experiment record it finds, hiding the
   keys of every other run. The run's typed hyper-parameters are written by ``src.tb.final`` and the
-  sweep's one experiment by ``src.tb.experiment``; ``config_resolved.yaml`` holds the full config.
+  sweep's one experiment by ``src.tb.experiment``; the run folder's resolved config holds the full config.
 """
 
 from __future__ import annotations
@@ -83,4 +83,4 @@ class RunTensorBoardLogger(StableTags, TensorBoardLogger):
 
     @rank_zero_only
     def save(self) -> None:
-        self.experiment.flush()  # no hparams.yaml: config_resolved.yaml beside it has the config
+        self.experiment.flush()  # no hparams.yaml: the resolved config beside it has the config

@@ -19,7 +19,7 @@ Only accuracies are charted: every head's ``train/loss`` is its own objective on
 for m = 4 where softmax's is 0.08 at a similar accuracy), so losses of different heads are not
 comparable; accuracies are measured the same way for every head (label-free argmax).
 
-The values come from each run's record (``metrics.json``: ``history``, one row per finished epoch),
+The values come from each run's record (its ``history``, one row per finished epoch),
 not from its event files: the record is what a study commits, it holds one row per epoch even for a
 run resumed over several segments (event files then repeat the epochs after the checkpoint), and
 reading 21 small JSON files takes milliseconds where the event files take seconds. An epoch's band

@@ -28,6 +28,7 @@ from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from src.errors import CheckpointError
+from src.runs.folder import BEST_CHECKPOINTS
 from src.utils.io import atomic_writer
 
 
@@ -81,7 +82,7 @@ def load_checked(path: _PATH, map_location: Any = "cpu", weights_only: bool = Tr
 def _damaged(path: Path, err: BaseException) -> str:
     return (
         f"checkpoint {path} is damaged or truncated ({_first_line(err)}); move it away and resume from "
-        "another checkpoint (best-*.ckpt in the same folder), or start the run again without resume=true"
+        f"another checkpoint ({BEST_CHECKPOINTS} in the same folder), or start the run again without resume=true"
     )
 
 

@@ -76,15 +76,8 @@ def margin_label(loss: Mapping[str, Any] | None) -> str:
     return ", ".join(f"{k}={loss[k]}" for k in MARGIN_KEYS if k in loss and loss[k] is not None)
 
 
-def data_shape(what: str, *, _root_: Any) -> Any:
-    """``${data_shape:channels}`` / ``${data_shape:image_size}``: the configured data's own channel
-    count and image size (``src.data.inputs``), so that a backbone is never told them by hand."""
-    from src.data.inputs import shape_value
-
-    return shape_value(what, _root_.data)
-
-
 def register_resolvers() -> None:
+    """The resolvers above; ``src.training.compose.register_resolvers`` adds the data's own."""
     if not OmegaConf.has_resolver("run_uid"):
         OmegaConf.register_new_resolver("run_uid", lambda: _RUN_UID)
     if not OmegaConf.has_resolver("suffix"):
@@ -93,5 +86,3 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("job_subdir", job_subdir)
     if not OmegaConf.has_resolver("margin_label"):
         OmegaConf.register_new_resolver("margin_label", margin_label)
-    if not OmegaConf.has_resolver("data_shape"):
-        OmegaConf.register_new_resolver("data_shape", data_shape)

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from pathlib import Path
 from hydra.utils import instantiate
 from pytorch_lightning.trainer import call
-from src.bench.overhead import Bench
+from src.bench.harness import Bench
 from src.bench.common import compose_config, quiet_lightning
 quiet_lightning(); torch.set_num_threads(1)
 wd = Path(tempfile.mkdtemp())

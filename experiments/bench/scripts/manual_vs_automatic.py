@@ -12,7 +12,8 @@ step with its own bare loop as in ``python -m src.bench`` (interleaved), ratio =
 import json, statistics, sys, tempfile, time
 from pathlib import Path
 import torch, pytorch_lightning as pl
-from src.bench.overhead import Bench, MinimalModule, StepClock, summarise
+from src.bench.harness import Bench, StepClock, summarise
+from src.bench.loops import MinimalModule
 from src.bench.common import compose_config, quiet_lightning
 from src.utils.hardware import cpu_model
 
