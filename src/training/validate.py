@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.config.checks import check_bool, check_choice, check_int, check_number, fail, is_int
-from src.errors import ConfigError
+from src.errors import USER_ERRORS, ConfigError
 from src.training.trainer_checks import check_trainer
 from src.utils.text import one_line
 
@@ -76,7 +76,12 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
         out = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "config"
-        raise ConfigError(f"{key} cannot be resolved: {one_line(getattr(err, 'msg', None) or err)}") from None
+        message = one_line(getattr(err, "msg", None) or err)
+        for kind in USER_ERRORS:  # a resolver's own one-line error (data_shape reading the data) as it is
+            said = f"{kind.__name__} raised while resolving interpolation: "
+            if message.startswith(said):
+                raise kind(message.removeprefix(said).split(" full_key: ")[0]) from None
+        raise ConfigError(f"{key} cannot be resolved: {message}") from None
     out.pop("hydra", None)
     return out  # type: ignore[return-value]
 
@@ -102,29 +107,30 @@ def check_top_level(c: Mapping[str, Any]) -> None:
 
 def check_data(d: Mapping[str, Any]) -> int:
     """Checks ``data``; returns the number of classes the model is trained on."""
-    from src.data.sources import dataset_spec
+    from src.data.inputs import check_own_data, data_format, input_info
 
     name = d.get("name")
-    spec = dataset_spec(name)
+    own = data_format(d) != "idx"  # data=folder / data=arrays: sizes from the files' listing or headers
+    info = check_own_data(d) if own else input_info(d)
     check_int("data.batch_size", d.get("batch_size"), 1)
     check_int("data.eval_batch_size", d.get("eval_batch_size", 1000), 1)
-    n_train, n_test, n_classes = spec.num_train, spec.num_test, spec.num_classes
+    n_train, n_test, n_classes = info.num_train, info.num_test, len(info.class_names)
     if not is_int(d.get("val_size")) or not 1 <= d["val_size"] < n_train:
         fail(
             "data.val_size", d.get("val_size"),
-            f"must be an integer in [1, {n_train - 1}] ({name} has {n_train} training images; "
-            "a smaller local file is checked when it is read)",
+            f"must be an integer in [1, {n_train - 1}] ({d.get('root') if own else name} has {n_train} training "
+            "images" + ("" if own else "; a smaller local file is checked when it is read") + ")",
         )
     check_int("data.train_subset", d.get("train_subset"), 1, n_train - d["val_size"], null=True)
     check_int("data.test_subset", d.get("test_subset"), 1, n_test, null=True)
     check_int("data.split_seed", d.get("split_seed", 0), 0, MAX_SEED)
     check_int("data.seed", d.get("seed", 0), 0, MAX_SEED)
-    check_int("data.crop_padding", d.get("crop_padding", 0), 0, 27)
+    check_int("data.crop_padding", d.get("crop_padding", 0), 0, min(info.height, info.width) - 1)
     check_number("data.erase_prob", d.get("erase_prob", 0.0), 0.0, 1.0)
     for key in ("normalize", "hflip", "download", "verify", "channels_last", "fallback"):
         if key in d:
             check_bool(f"data.{key}", d[key])
-    root = d.get("root")
+    root = None if own else d.get("root")  # data=folder / arrays: checked with their own keys
     if root is not None and not isinstance(root, str):
         fail("data.root", root, "must be a folder path or null")
     if isinstance(root, str) and not d.get("fallback") and not Path(root).expanduser().is_dir():
@@ -157,8 +163,16 @@ def check_model(c: Mapping[str, Any], num_classes: int) -> None:
     model_dim = (c.get("model") or {}).get("embedding_dim", dim)
     if model_dim != dim:
         fail("model.embedding_dim", model_dim, f"must equal backbone.embedding_dim={dim} (leave it interpolated)")
+    from src.data.inputs import input_info
+
+    info = input_info(_node(c, "data"))  # cached: check_data has read it
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        out = backbone.eval()(torch.zeros(1, 1, 28, 28))
+        try:
+            out = backbone.eval()(torch.zeros(1, info.channels, info.height, info.width))
+        except RuntimeError as err:  # e.g. in_channels or image_size typed by hand, not the data's
+            raise ConfigError(f"backbone ({backbone_cfg.get('_target_')}) cannot take the data's "
+                              f"{info.channels}x{info.height}x{info.width} images (leave backbone.in_channels and "
+                              f"backbone.image_size interpolated from the data): {one_line(str(err))}") from None
     if tuple(out.shape) != (1, dim):
         fail("backbone.embedding_dim", dim, f"the backbone outputs {tuple(out.shape[1:])}-shaped embeddings")
 

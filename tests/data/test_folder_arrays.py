@@ -20,7 +20,7 @@ from src.data.datamodule import ImageClassificationData
 from src.data.export_png import main as export_png
 from src.data.local import ArrayImageData, FolderImageData
 from src.errors import ConfigError, DatasetError
-from src.config.validate import check_config
+from src.training.validate import check_config
 from tests.conftest import TINY, compose_config
 from tests.synthetic import make_synthetic_dataset
 
