@@ -67,3 +67,14 @@ def tiny_config(synthetic_root: Path, tmp_path: Path) -> Callable[..., DictConfi
         return compose_config([f"data.root={synthetic_root}", *TINY, *overrides], output_dir=tmp_path / "run")
 
     return make
+
+
+# Markers that make a test part of the long end-to-end group ("slow"), whoever marks it.
+SLOW_MARKERS = ("cluster",)
+
+
+@pytest.hookimpl(trylast=True)  # after tests/cluster/conftest.py has added its marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
+            item.add_marker(pytest.mark.slow)

@@ -1,4 +1,4 @@
-"""Which machine, commit, precision and command produced each run of the report (issue #12.5)."""
+"""Which machine, commit, precision and command produced each run of the report."""
 
 from __future__ import annotations
 

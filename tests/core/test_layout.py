@@ -1,4 +1,4 @@
-"""The shape of src/ that issue #14 settled: one place for each job."""
+"""The shape of src/: one place for each job, and every package on its level."""
 
 from __future__ import annotations
 

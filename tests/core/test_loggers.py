@@ -1,4 +1,4 @@
-"""logger=csv and logger=mlflow beside TensorBoard (issue 15): each is read back after a tiny run
+"""logger=csv and logger=mlflow beside TensorBoard: each is read back after a tiny run
 and must hold the same metric names and the run's hyper-parameters."""
 
 from __future__ import annotations

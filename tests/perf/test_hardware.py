@@ -1,4 +1,4 @@
-"""trainer.precision=auto, flush-to-zero on every thread (issue #11.1) and threads=auto (#11.4)."""
+"""trainer.precision=auto, flush-to-zero on every thread and threads=auto."""
 
 from __future__ import annotations
 

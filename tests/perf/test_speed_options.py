@@ -68,7 +68,7 @@ def test_channels_last_and_batch_size_reach_model_and_batches(tiny_config, tmp_p
                       "trainer.limit_train_batches=2")
     cwd = tmp_path / "cwd"
     cwd.mkdir()
-    monkeypatch.chdir(cwd)  # issue #10.10: these fits once left checkpoints/ in the repository root
+    monkeypatch.chdir(cwd)  # these fits once left checkpoints/ in the repository root
     model = fit(cfg, spy, tmp_path / "root")
     assert not any(cwd.iterdir())
     conv = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)

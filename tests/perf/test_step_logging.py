@@ -1,4 +1,4 @@
-"""The training step logs less often (issue #11.3) but the loggers see the same values at the same steps."""
+"""The training step logs less often but the loggers see the same values at the same steps."""
 
 from __future__ import annotations
 

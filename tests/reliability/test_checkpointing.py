@@ -1,4 +1,4 @@
-"""Issue #6.4: checkpoints are written atomically, hold only plain data (``weights_only=True``
+"""Checkpoints are written atomically, hold only plain data (``weights_only=True``
 loads them) and a damaged one gets a one-line error naming the file."""
 
 from __future__ import annotations

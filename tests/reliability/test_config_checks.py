@@ -1,4 +1,4 @@
-"""Issue #6.1: configuration mistakes are reported in one line (key, value, what is allowed)
+"""Configuration mistakes are reported in one line (key, value, what is allowed)
 before any data is read; ``python -m src.train`` exits with code 2 and no traceback."""
 
 from __future__ import annotations
@@ -60,13 +60,13 @@ if not CUDA:
         (["trainer.accelerator=gpu"], "trainer.accelerator='gpu'"),
     ]
 MISTAKES += [
-    # Issue #10.4: several CPU processes only through trainer=ddp_cpu (else the command reruns per rank).
+    # Several CPU processes only through trainer=ddp_cpu (else the command reruns per rank).
     (["trainer.devices=2"], "trainer.devices=2"),
     (["trainer.devices=4"], "trainer=ddp_cpu"),
     (["trainer.devices=2", "+trainer.strategy=ddp"], "trainer.devices=2"),
     (["trainer=ddp_cpu", "trainer.devices=1"], "trainer.devices=1"),
     (["trainer=ddp_cpu", "+trainer.num_nodes=2"], "trainer.num_nodes=2"),
-    # Issue #10.9: a data folder that does not exist is an error unless the fallback is asked for.
+    # A data folder that does not exist is an error unless the fallback is asked for.
     (["data.root=/nonexistent/nowhere"], "data.root='/nonexistent/nowhere'"),
     (["data.fallback=maybe"], "data.fallback='maybe'"),
     (["logger.tensorboard=null"], "callbacks.learning_rate"),  # the LR monitor needs a logger

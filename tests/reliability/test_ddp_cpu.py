@@ -1,4 +1,4 @@
-"""Issue #6.6: DDP on the CPU (2 processes, gloo), for real, in a subprocess. The batches module
+"""DDP on the CPU (2 processes, gloo), for real, in a subprocess. The batches module
 splits evaluation data per rank without padding and torchmetrics synchronises, so the test
 confusion matrix counts every test image exactly once; the run record is complete."""
 
@@ -12,6 +12,7 @@ import torch
 from tests.reliability.helpers import QUICK, finish, record, start, train_command
 
 
+@pytest.mark.slow  # real DDP worker processes
 def test_two_process_ddp_counts_each_test_image_once(synthetic_root: Path, tmp_path: Path) -> None:
     folder = tmp_path / "ddp"
     cmd = train_command(f"data.root={synthetic_root}", *QUICK, "trainer=ddp_cpu", "trainer.max_epochs=2",

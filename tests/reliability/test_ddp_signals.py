@@ -1,4 +1,4 @@
-"""Issue #10.4: SIGTERM and Ctrl-C to a ``trainer=ddp_cpu`` run stop every worker after the same
+"""SIGTERM and Ctrl-C to a ``trainer=ddp_cpu`` run stop every worker after the same
 batch, with one consistent interrupt checkpoint and an ``interrupted`` record; SIGKILL to the main
 process takes the workers with it (before, they kept training as orphans while the record said
 ``running`` forever). Three real 2-process runs, signalled mid-epoch at the same time."""
@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from tests.reliability.helpers import LEAN, TINY, finish, record, run_env, start, train_command
+
+pytestmark = pytest.mark.slow  # real DDP worker processes, signalled and resumed
 
 STEPS_PER_EPOCH = 5  # 300 training images / 2 ranks / batch 32
 

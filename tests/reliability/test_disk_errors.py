@@ -1,4 +1,4 @@
-"""Issue #10.6: a full disk or a read-only folder ends a run with one line (exit 1), a readable
+"""A full disk or a read-only folder ends a run with one line (exit 1), a readable
 reason in the record (``No space left on device``, not torch's ``enforce fail at
 inline_container.cc``), no temporary files, and every file written before intact, so the run resumes.
 
@@ -45,6 +45,7 @@ def _digests(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
 
 
+@pytest.mark.slow  # fault injection: full and read-only disks under a real training process
 def test_a_disk_filling_mid_run_keeps_the_last_whole_checkpoint_and_resumes(
     synthetic_root: Path, tmp_path: Path, fillable_disk: None
 ) -> None:
@@ -90,6 +91,7 @@ def mounts() -> Iterator[Callable[[list[str], Path], Path]]:
         subprocess.run(["umount", str(where)], capture_output=True)
 
 
+@pytest.mark.slow  # fault injection: full and read-only disks under a real training process
 def test_a_full_disk_is_one_line_and_a_readable_record(synthetic_root: Path, tmp_path: Path, mounts) -> None:
     disk = mounts(["-t", "tmpfs", "-o", "size=1m", "tmpfs"], tmp_path / "disk")  # checkpoints are ~5 MB
     finished = disk / "finished"  # another run's files on the same disk
@@ -111,6 +113,7 @@ def test_a_full_disk_is_one_line_and_a_readable_record(synthetic_root: Path, tmp
     assert _digests(finished) == before
 
 
+@pytest.mark.slow  # fault injection: full and read-only disks under a real training process
 def test_a_read_only_folder_is_one_line_and_a_finished_run_stays_as_it_was(
     synthetic_root: Path, tmp_path: Path, mounts
 ) -> None:

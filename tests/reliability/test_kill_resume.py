@@ -1,4 +1,4 @@
-"""Issue #10 (fault injection): a run killed with SIGKILL at seeded-random points of its training,
+"""Fault injection: a run killed with SIGKILL at seeded-random points of its training,
 three times in a row, each time resumed with the same command, ends with exactly the metrics and
 weights of an uninterrupted run (deterministic mode), and every resume starts from the newest
 complete state.
@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from src.training.admission import newest_checkpoint
@@ -23,6 +24,8 @@ from src.training.pipeline import run
 from tests.conftest import TINY, compose_config
 from tests.reliability.helpers import LEAN, finish, record, start, train_command
 from tests.reliability.test_resume import HISTORY_KEYS, _same_weights
+
+pytestmark = pytest.mark.slow  # a fault injection loop: SIGKILLs at random points, resumed each time
 
 EPOCHS, BATCHES = 3, 4  # 12 training steps
 
@@ -97,7 +100,7 @@ def test_three_random_sigkills_then_resume_equal_an_uninterrupted_run(synthetic_
     for key in ("val_acc_best", "test_acc", "test_acc_macro", "test_confusion"):
         assert resumed[key] == reference[key], key
     _same_weights(folder / "checkpoints" / "last.ckpt", ref_folder / "checkpoints" / "last.ckpt")
-    # The record says where the data came from (issue #10.9).
+    # The record says where the data came from.
     files = resumed["data_files"]
     assert set(files) == {"train_images", "train_labels", "test_images", "test_labels"}
     assert all(len(f["sha256"]) == 64 and Path(f["path"]).parent == synthetic_root.resolve() for f in files.values())

@@ -1,4 +1,4 @@
-"""Issue #6.7: Hydra launcher and sweeper plugins (the ``launchers`` extra). One real command
+"""Hydra launcher and sweeper plugins (the ``launchers`` extra). One real command
 covers two: an Optuna search of loss.m and loss.s (two trials) whose trials run as two jobs in
 joblib worker processes. The SLURM (submitit) preset is composed (no cluster here). Skipped when
 the plugins are not installed."""
@@ -14,6 +14,8 @@ from hydra import compose, initialize_config_dir
 
 from tests.conftest import CONF_DIR
 from tests.reliability.helpers import LEAN, QUICK, finish, record, start, train_command
+
+pytestmark = pytest.mark.slow  # real launcher worker processes
 
 
 def _need(module: str) -> None:

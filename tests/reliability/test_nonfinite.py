@@ -1,4 +1,4 @@
-"""Issue #6.2: a run whose loss or weights turn NaN / inf stops with a clear message, its record
+"""A run whose loss or weights turn NaN / inf stops with a clear message, its record
 says failed and why, and no diverged checkpoint is left to resume from."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issues #10.4 and #10.8: ``python -m src.report`` refuses a folder that does not exist (one line,
+"""``python -m src.report`` refuses a folder that does not exist (one line,
 exit 1, nothing written), counts a run given twice once (with a warning), and two reports started
 at the same moment never overwrite or mix with each other."""
 
@@ -57,6 +57,7 @@ def test_the_same_run_given_twice_counts_once(tmp_path: Path, capsys: pytest.Cap
     assert "same config and seed" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # four report processes racing
 def test_reports_started_together_never_mix(tmp_path: Path) -> None:
     for name, loss in (("a", "softmax"), ("b", "arcface")):
         for seed in range(3):

@@ -1,4 +1,4 @@
-"""Issue #6.5: a run killed with SIGKILL resumes from ``last.ckpt`` into the same folder with the
+"""A run killed with SIGKILL resumes from ``last.ckpt`` into the same folder with the
 documented command and ends exactly like an uninterrupted run; SIGTERM and Ctrl-C write a
 checkpoint before exiting; the same seed in deterministic mode gives identical results."""
 
@@ -33,6 +33,7 @@ def _same_weights(a: Path, b: Path) -> None:
             assert torch.equal(va[name], vb[name]), (ka, name)
 
 
+@pytest.mark.slow  # fault injection: a training process killed or signalled, then resumed
 def test_sigkill_then_resume_matches_an_uninterrupted_run(synthetic_root: Path, tmp_path: Path) -> None:
     # SphereFace: its lambda schedule lives in a step buffer that must resume too.
     overrides = [f"data.root={synthetic_root}", *TINY, "loss=sphereface", "trainer.max_epochs=3",
@@ -96,6 +97,7 @@ def signalled_runs(synthetic_root: Path, tmp_path: Path) -> dict[str, tuple[Path
     return out
 
 
+@pytest.mark.slow  # fault injection: a training process killed or signalled, then resumed
 def test_sigterm_and_ctrl_c_save_a_checkpoint_then_resume(signalled_runs: dict) -> None:
     for name, expected_code, reason in (("SIGTERM", 143, "SIGTERM"), ("SIGINT", 130, "KeyboardInterrupt")):
         folder, _, code, err = signalled_runs[name]

@@ -1,4 +1,4 @@
-"""Issue #6.2-3: real multiruns. Two sweeps start at the same moment from the same folder with
+"""Real multiruns. Two sweeps start at the same moment from the same folder with
 Hydra's default output layout: one of 12 tiny jobs, one of 2 jobs of which one diverges (NaN).
 Each keeps its own sweep folder, every job its own run folder and record, the diverged job is
 recorded as failed with its reason while the other goes on, and each sweep gets a summary."""
@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from tests.reliability.helpers import LEAN, QUICK, finish, record, start, train_command
+
+pytestmark = pytest.mark.slow  # real sweeps of many jobs in subprocesses
 
 SEEDS, LOSSES = [0, 1, 2, 3, 4, 5], ["softmax", "cosface"]
 

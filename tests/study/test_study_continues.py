@@ -9,8 +9,12 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TINY
 from tests.reliability.helpers import LEAN, finish, record, start, train_command, wait_for
+
+pytestmark = pytest.mark.slow  # a real study sweep, SIGKILLed and continued
 
 
 def test_killed_study_sweep_continues_with_the_same_command(synthetic_root: Path, tmp_path: Path) -> None:

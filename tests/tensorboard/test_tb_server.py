@@ -22,6 +22,8 @@ from src.tb.screenshots import find_browser, stop_server
 from src.tb.screenshots import main as screenshots_main
 from tests.conftest import REPO, TINY
 
+pytestmark = pytest.mark.slow  # a real sweep read by a real TensorBoard server
+
 QUICK = [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "analysis.geometry=false"]
 CURVES = {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc", "val/acc_macro", "val/acc_best"}
 FINAL = {"test/acc", "test/acc_macro"}
