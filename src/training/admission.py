@@ -39,6 +39,7 @@ LATEST = Path(LAST_CHECKPOINT).stem  # the latest checkpoint, and the -vN copies
 # (``src.evaluate`` reruns those on finished runs), and the resume switch itself.
 IGNORED = (
     "resume", "debug", "data.root", "data.fallback", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+    "data.cache", "data.cache_dir", "data.memory_limit_gb",  # data=folder's decoded cache, the memory guard
     "logger",
     "analysis", "callbacks.learning_rate", "callbacks.confusion", "callbacks.embeddings", "callbacks.history",
     "callbacks.nonfinite", "callbacks.interrupt_checkpoint", "callbacks.rng_state", "checkpoint_io",

@@ -340,3 +340,11 @@ def test_training_on_a_colour_folder_records_its_fingerprint_and_class_names(tmp
     assert record["data_files"]["decoding"]["images"] == "3x12x12 uint8"
     assert metrics["open_set"]["held_out_classes"] == [2]
     assert (tmp_path / "run" / "config_resolved.yaml").read_text().count("in_channels: 3") == 1
+
+
+def test_resume_ignores_where_the_cache_is_and_the_memory_guard() -> None:
+    from src.training.admission import config_differences
+
+    old = {"data": {"cache": True, "cache_dir": "/a", "memory_limit_gb": None, "image_size": None}}
+    new = {"data": {"cache": False, "cache_dir": "/b", "memory_limit_gb": 2.0, "image_size": 32}}
+    assert config_differences(old, new) == ["data.image_size: None -> 32"]
