@@ -70,8 +70,8 @@ def draw_embeddings(ax: Any, points: np.ndarray, labels: np.ndarray, names: list
         for c, rows in enumerate(directions):
             for w in rows:
                 ax.plot(*np.stack([np.zeros(dim), w]).T, color=colours(c % colours.N), lw=1.2)
-    if dim == 2:
-        ax.set_aspect("equal", adjustable="datalim")
+    # Equal scales on every axis, so that angles read true (3-D too: a stretched sphere hides margins).
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_title(title, fontsize=9)
 
 

@@ -31,6 +31,7 @@ COLUMNS: dict[str, str] = {"Softmax": "original softmax", "ModifiedSoftmax": "mo
 # YunYang1994/SphereFace README, MNIST test accuracy (a different dataset and recipe).
 YUNYANG_MNIST: dict[str, float] = {"Softmax": 0.9775, "ModifiedSoftmax": 0.9847, "SphereFace": 0.9896}
 EMBEDDINGS = "test_embeddings.npz"
+LEGEND_IN = 2.3  # inches kept free on the right for the class legend
 
 
 @dataclass
@@ -100,7 +101,7 @@ def dimension_figure(cells: dict[tuple[int, str], Cell], dim: int, out: Path, se
     if not columns:
         return None
     kw = {"projection": "3d"} if dim == 3 else {}
-    fig = plt.figure(figsize=(4.6 * len(columns) + 1.6, 9.4), dpi=110)
+    fig = plt.figure(figsize=(4.6 * len(columns) + LEGEND_IN, 9.4), dpi=110)
     names: list[str] = []
     for col, cell in enumerate(columns):
         run = shown_run(cell, seed)
@@ -125,7 +126,7 @@ def dimension_figure(cells: dict[tuple[int, str], Cell], dim: int, out: Path, se
     fig.legend(handles, texts, loc="center right", fontsize=8, markerscale=4, title="class (lines: class directions)",
                title_fontsize=8)
     fig.suptitle(f"{dim}-D embeddings of the Fashion-MNIST test set (small{dim}d)", fontsize=11)
-    fig.subplots_adjust(left=0.03, right=1 - 1.6 / fig.get_figwidth(), top=0.88, bottom=0.04, wspace=0.25,
+    fig.subplots_adjust(left=0.03, right=1 - LEGEND_IN / fig.get_figwidth(), top=0.88, bottom=0.04, wspace=0.25,
                         hspace=0.3)
     path = out / f"embeddings_{dim}d.png"
     fig.savefig(path)
