@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from src.utils.io import share_by_umask
+
 log = logging.getLogger(__name__)
 
 # Bump when the decoding changes what an entry holds for the same files.
@@ -63,6 +65,7 @@ def save(path: Path, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        share_by_umask(fd)  # a shared cache: readable like any file, not mkstemp's 600
         with os.fdopen(fd, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(dict(meta))), **{key: arrays[key] for key in ARRAYS})
             f.flush()

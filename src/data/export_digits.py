@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from src.utils.io import share_by_umask
+
 
 def digits_arrays(test_fraction: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
     from sklearn.datasets import load_digits
@@ -40,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    share_by_umask(fd)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)

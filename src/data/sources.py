@@ -40,7 +40,7 @@ import torch
 from src.config.checks import fail
 from src.data.idx import GZIP_MAGIC, decode_idx, read_idx_bytes
 from src.errors import DatasetError
-from src.utils.io import fsync_dir
+from src.utils.io import fsync_dir, share_by_umask
 
 __all__ = [
     "DATASETS",
@@ -431,6 +431,7 @@ def download_file(
     except OSError as e:
         raise DatasetError(f"download of {url} failed: cannot write into {dest.parent} ({e})") from e
     tmp = Path(tmp_name)
+    share_by_umask(fd)  # the data files are for everyone on the machine, not mkstemp's 600
     try:
         with os.fdopen(fd, "wb") as f:
             with urllib.request.urlopen(url, timeout=timeout) as resp:

@@ -28,6 +28,7 @@ from tensorboard.plugins.hparams import metadata
 from torch.utils.tensorboard import SummaryWriter
 
 from src.runs.folder import EVENT_FILES, event_folders
+from src.tb.command import tensorboard_line
 from src.tb.hparams import HParam, experiment, read_session_hparams
 from src.tb.seed_bands import write_seed_bands
 
@@ -90,7 +91,7 @@ class SweepExperiment(Callback):
             log.warning("TensorBoard seed bands not written: %s: %s", type(err).__name__, err)
             bands = None
         if path is not None or bands is not None:
-            log.info("TensorBoard: tensorboard --logdir %s", root)
+            log.info("%s", tensorboard_line(root))
 
 
 def main(argv: list[str] | None = None) -> None:

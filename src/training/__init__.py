@@ -17,3 +17,7 @@
 
 The run folder's layout and readers are ``src.runs.folder``'s.
 """
+
+from src.utils.quiet import quiet_third_party
+
+quiet_third_party()  # Lightning and TensorBoard lines a normal run should not print (src/utils/quiet.py)

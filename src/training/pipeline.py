@@ -91,7 +91,10 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder) -> dict[str, Any]:
     except BaseException as err:
         record.finish("failed", reason=f"{type(err).__name__}: {err}")
         raise
-    print(_summary_line(metrics, folder))
+    from src.tb.command import tensorboard_line
+    from src.utils.announce import announce
+
+    announce(_summary_line(metrics, folder), tensorboard_line(folder))  # on the terminal and in train.log
     return metrics
 
 

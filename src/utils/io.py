@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,6 +58,7 @@ def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         raise _with_path(err, path) from err
     file: _Remembering | None = None
     try:
+        share_by_umask(fd)
         with os.fdopen(fd, mode) as f:
             file = _Remembering(f)
             yield file  # type: ignore[misc]
@@ -72,6 +73,28 @@ def atomic_writer(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             raise _with_path(err, path) from err
         raise
     fsync_dir(path.parent)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux shows it (``os.umask`` can only be
+    read by setting it, which for a moment would give another thread's new files the wrong mode)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_by_umask(fd: int) -> None:
+    """Give a ``tempfile.mkstemp`` file (always mode 600) the mode ``open()`` would have given it
+    (0666 minus the umask: 644 under the usual 022), so results are readable by colleagues on a
+    shared machine as every other file of the run is. Best effort: some filesystems have no modes."""
+    with suppress(OSError, AttributeError):
+        os.fchmod(fd, 0o666 & ~current_umask())
 
 
 def _with_path(err: OSError, path: Path) -> OSError:
