@@ -26,6 +26,9 @@ def main(cfg: DictConfig) -> float:
 
     job_started()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    # A sweep job returns NaN on failure so that the other jobs go on; a job run by several processes
+    # (SLURM tasks, torchrun) exits non-zero instead, so that SLURM ends its other ranks and says failed.
+    keep_going = multirun and _world_size() == 1
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         check_config(cfg)  # a mistake is reported before the heavy imports and any data
@@ -42,7 +45,9 @@ def main(cfg: DictConfig) -> float:
 
             if not isinstance(err, RunFolderError):
                 record_rejected(output_dir, cfg, err)
-            return math.nan
+            if keep_going:
+                return math.nan
+            sys.exit(2)
         _remove_if_empty(output_dir)  # a rejected single run leaves nothing behind
         sys.exit(2)
     except OSError as err:  # a full disk, a read-only folder: the record (if writable) says failed
@@ -51,7 +56,7 @@ def main(cfg: DictConfig) -> float:
         from src.utils.io import describe_os_error
 
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
-        if multirun:
+        if keep_going:
             return math.nan
         sys.exit(1)
     except Exception as err:
@@ -60,11 +65,19 @@ def main(cfg: DictConfig) -> float:
         # The run record already says "failed" and why; in a sweep the other jobs go on.
         if multirun and not cfg.get("debug"):
             print(f"error: job failed: {type(err).__name__}: {err}", file=sys.stderr)
-            return math.nan
+            if keep_going:
+                return math.nan
+            sys.exit(1)
         if isinstance(err, UserError) and not cfg.get("debug"):
             print(f"error: {err}", file=sys.stderr)  # diagnosed: one line, no traceback
             sys.exit(1)
         raise
+
+
+def _world_size() -> int:
+    from src.training.ranks import launched_world
+
+    return launched_world()[1]
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -221,9 +221,16 @@ def run_task(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     except SystemExit as err:
         if limit.pending:
             limit.hand_over()  # task 0 requeues and exits here (or raises: out of requeues)
-        if rank != 0 and err.code in (130, 143):
+        stopped = err.code in (130, 143)  # SIGTERM / Ctrl-C: cancelled, or preempted and requeued
+        if rank != 0 and stopped:
             # Stopped together with rank 0, which records the run and answers for the job; a
             # non-zero exit here would make srun end rank 0 before it has done so.
             log.info("rank %d stopped with rank 0 (exit %s); rank 0 reports the job", rank, err.code)
             return None
+        if rank == 0 and not stopped and err.code not in (0, None):
+            # A multi-process job that failed (src.train exits then instead of returning NaN): as an
+            # exception submitit stores it as the job's result, so the sweep learns at once, and the
+            # task still exits non-zero.
+            why = "its log (.submitit/<job>/*_log.err) says why"
+            raise RuntimeError(f"job failed with exit status {err.code}; {why}") from err
         raise

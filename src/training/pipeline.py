@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from src.callbacks.signals import interruption
 from src.runs.folder import RunFolder
 from src.tb.final import hydra_choices, log_final
 from src.tb.hparams import run_hparams
-from src.training.admission import admit
+from src.training.admission import Plan, admit
 from src.training.dispatch import skip_noop_batch_hooks
 from src.training.model import MarginClassifier
+from src.training.ranks import agree, is_owner
 from src.training.records import RunRecord
 from src.training.validate import check_config
 from src.utils.hardware import device_kind, flush_denormals, resolve_precision, resolve_threads
@@ -55,20 +57,26 @@ def run(cfg: DictConfig, output_dir: Path | RunFolder, checked: bool = False) ->
     if not checked:  # src.train checks before its heavy imports and says so
         check_config(cfg)  # ConfigError before any data is read or any file written
     folder = RunFolder.of(output_dir)
-    with folder.lock():  # one process per run folder
-        return _admitted_run(cfg, folder)
-
-
-def _admitted_run(cfg: DictConfig, folder: RunFolder) -> dict[str, Any]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    plan = admit(folder, resolved, bool(cfg.get("resume")))
+    with ExitStack() as held:
+
+        def lock_and_admit() -> Plan:
+            held.enter_context(folder.lock())  # one process per run folder
+            return admit(folder, resolved, bool(cfg.get("resume")), new_ok=not _single_hydra_run())
+
+        # Ranks started by SLURM or torchrun: rank 0 alone locks, admits and writes; the others
+        # take its plan, or its refusal (src/training/ranks.py).
+        return _admitted_run(cfg, folder, agree(lock_and_admit, cfg.trainer))
+
+
+def _admitted_run(cfg: DictConfig, folder: RunFolder, plan: Plan) -> dict[str, Any]:
     if plan.action == "done":
         log.info("%s already holds this finished run: nothing to do", folder)
         print(f"already finished: {_summary_line(plan.record, folder)}")
         return plan.record
-    if plan.action == "start":
+    if plan.action == "start" and is_owner():
         folder.set_aside_checkpoints()  # unreadable ones (admit found none to resume from)
-        folder.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+        folder.write_config(OmegaConf.to_container(cfg, resolve=True))  # relocatable: <run>/... paths
         write_hydra_files(folder, cfg)
     record = RunRecord(
         folder, previous=plan.record if plan.action == "resume" else None,
@@ -96,6 +104,14 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder) -> dict[str, Any]:
 
     announce(_summary_line(metrics, folder), tensorboard_line(folder))  # on the terminal and in train.log
     return metrics
+
+
+def _single_hydra_run() -> bool:
+    """A single run started from the command line (not a sweep's job, not a direct call)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN
 
 
 def _summary_line(metrics: dict[str, Any], folder: RunFolder) -> str:

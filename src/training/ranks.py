@@ -37,23 +37,29 @@ MULTIPROCESS_STRATEGY = "src.training.distributed.MultiprocessDDPStrategy"
 DECISION_TIMEOUT = timedelta(minutes=5)
 
 
+def _slurm_detected() -> bool:
+    """Lightning's test for running under SLURM (``SLURMEnvironment.detect``), without its warning
+    that srun exists but is not used."""
+    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
 def _cluster_environment() -> Any:
     """Lightning's environment for externally started ranks (torchrun first, as Lightning does), or None."""
     from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 
     if TorchElasticEnvironment.detect():
         return TorchElasticEnvironment()
-    if SLURMEnvironment.detect() and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+    if _slurm_detected() and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
         return SLURMEnvironment(auto_requeue=False)
     return None
 
 
 def slurm_tasks_per_node() -> int | None:
     """``SLURM_NTASKS_PER_NODE`` of a SLURM job step Lightning would treat as its DDP layout, else None."""
-    from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+    from lightning_fabric.plugins.environments import TorchElasticEnvironment
 
     value = os.environ.get("SLURM_NTASKS_PER_NODE", "")
-    if TorchElasticEnvironment.detect() or not SLURMEnvironment.detect() or not value:
+    if TorchElasticEnvironment.detect() or not _slurm_detected() or not value:
         return None
     try:
         return int(value.split("(")[0].split(",")[0])  # "2" or "2(x3)" on several nodes

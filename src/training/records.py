@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -16,8 +14,8 @@ from typing import Any
 import torch
 
 from src.runs.folder import RunFolder
-from src.utils.hardware import cpu_model
 from src.utils.io import write_json_atomic
+from src.utils.where import machine_line, where
 
 EPOCH_KEYS = ("history", "val_acc_best", "best_checkpoint")  # what src.training.pipeline writes after every epoch
 log = logging.getLogger(__name__)
@@ -40,16 +38,24 @@ def git_commit() -> str:
 
 
 def command_line() -> str:
-    """The command as typed (``python -m src.train`` and its overrides), for the record."""
+    """The command as typed (``python -m src.train`` and its overrides), for the record. In a job
+    that a launcher started in another program (a SLURM job runs submitit's), the job's overrides."""
     import shlex
     import sys
 
-    return " ".join(["python -m src.train", *(shlex.quote(a) for a in sys.argv[1:])])
+    arguments = sys.argv[1:]
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if getattr(main, "name", "src.train") != "src.train":
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            arguments = [str(o) for o in HydraConfig.get().overrides.task]
+    return " ".join(["python -m src.train", *(shlex.quote(a) for a in arguments)])
 
 
 def machine_description() -> str:
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return f"{socket.gethostname()} {platform.machine()} {cpu_model()}, {torch.get_num_threads()} threads, {device}"
+    """Host, CPU (lscpu's name, family/model/stepping, precision flags), threads in use, device."""
+    return machine_line(where())
 
 
 class RunRecord:
@@ -63,11 +69,13 @@ class RunRecord:
         self.started = time.time()
         previous = dict(previous or {})
         self.earlier_wall_time = float(previous.get("wall_time_s") or 0.0)
+        facts = where()  # host, SLURM ids, CPU, GPU, threads: per segment, as a requeue may move the run
         segment = {
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "commit": git_commit(),
-            "machine": machine_description(),
+            "machine": machine_line(facts),
             "command": command_line(),
+            **facts,
         }
         segments = [*previous.get("segments", []), segment] if previous else [segment]
         previous.pop("reason", None)
@@ -78,6 +86,7 @@ class RunRecord:
             "commit": segment["commit"],
             "machine": segment["machine"],
             "command": segment["command"],
+            **{key: facts[key] for key in ("host", "slurm", "cpu", "gpu")},
             "torch": torch.__version__,
             **fields,
             "segments": segments,
@@ -87,6 +96,8 @@ class RunRecord:
     def update(self, **fields: Any) -> None:
         self._adopt_worker_rows()
         self.data.update(fields)
+        if "threads" in fields:  # set after the record was opened: the machine line names the count in use
+            self._describe_machine()
         self.data["wall_time_s"] = round(self.earlier_wall_time + time.time() - self.started, 2)
         self.save()
 
@@ -98,6 +109,12 @@ class RunRecord:
             self.update(status=status, **fields)
         except OSError as err:
             log.warning("could not mark the run record %s (%s); it keeps its last complete state", status, err)
+
+    def _describe_machine(self) -> None:
+        facts = where()
+        segment = self.data["segments"][-1]
+        segment.update(facts, machine=machine_line(facts))
+        self.data["machine"] = segment["machine"]
 
     def save(self) -> None:
         # Under torchrun/SLURM every rank runs the pipeline; one writer keeps the record whole.

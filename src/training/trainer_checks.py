@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from src.config.checks import check_bool, check_choice, check_int, check_number, fail, is_int, show
+from src.training.ranks import check_launch
 from src.utils.hardware import device_kind
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -121,6 +122,7 @@ def check_trainer(t: Mapping[str, Any]) -> None:
     processes = _check_devices(t.get("devices", "auto"), kind)
     check_int("trainer.num_nodes", t.get("num_nodes", 1), 1)
     _check_processes(t, kind, processes)
+    check_launch(t, processes)  # SLURM tasks per node vs devices; --multirun with relaunching DDP
 
     precision = t.get("precision", "32-true")
     precision = str(precision) if is_int(precision) else precision
