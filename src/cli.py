@@ -9,13 +9,15 @@ mistakes found in a composed config are ``src.training.validate``'s (``ConfigErr
 
 from __future__ import annotations
 
-import difflib
 import os
+from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.config import CONF_DIR, group_options
+from src.config.suggest import unknown_key_line
 from src.utils.text import one_line
 
 
@@ -36,11 +38,8 @@ def hydra_error_line(err: BaseException) -> str:
     parent = getattr(cause, "parent_node", None)
     if key is not None and parent is not None and "not in struct" in str(cause):
         full_key = str(getattr(cause, "full_key", None) or key)
-        prefix = full_key.rpartition(".")[0]
-        matches = difflib.get_close_matches(str(key), [str(k) for k in parent])
-        close = [f"{prefix}.{k}" if prefix else k for k in matches]
-        hint = f"did you mean {' or '.join(close)}? " if close else ""
-        return f"{full_key} is not a config key; {hint}(a new key is added with +{full_key}=...)"
+        target = parent.get("_target_") if hasattr(parent, "get") else None
+        return unknown_key_line(full_key, [str(k) for k in parent], str(target) if target else None)
     lines = [
         line.strip() for line in str(err).splitlines()
         if line.strip() and not line.strip().startswith(("full_key:", "object_type=", "reference_type=", "See https"))
@@ -60,6 +59,43 @@ def null_group_override(argv: list[str]) -> str | None:
             optional = f"  - {key}: null" in (CONF_DIR / "train.yaml").read_text()
             hint = f"; to run without one, leave {key} out" if optional else ""
             return f"{key}={value or repr('')} is invalid: {key} is a config group; choose one of {options}{hint}"
+    return None
+
+
+def printed_config_error(argv: list[str]) -> str | None:
+    """``--cfg job|hydra|all`` prints the config without running the job, so Hydra never calls the
+    checks a training run makes; run them here first: the one-line error for a config that training
+    would reject, or None (no ``--cfg``, a sweep, or a mistake Hydra itself reports when it composes)."""
+    import tempfile
+
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf import open_dict
+
+    from src.errors import ConfigError
+    from src.training.validate import check_config
+
+    try:
+        parsed = get_args_parser().parse_args(argv)
+    except SystemExit:  # argparse's own message follows when Hydra parses the same arguments
+        return None
+    if parsed.cfg is None or parsed.multirun or parsed.help or parsed.hydra_help:
+        return None
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=parsed.overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException):
+        return None  # Hydra reports it (as one line, below) when it composes the same overrides
+    with open_dict(cfg):  # the checks resolve ${hydra:runtime.output_dir}; nothing is written there
+        cfg.hydra.runtime.output_dir = str(Path(tempfile.gettempdir()) / "marginloss-cfg-check")
+        hydra_cfg = cfg.pop("hydra")
+    HydraConfig.instance().set_config(OmegaConf.create({"hydra": hydra_cfg}))
+    try:
+        check_config(cfg)
+    except ConfigError as err:
+        return str(err)
     return None
 
 
@@ -96,6 +132,10 @@ def cli(main: Any, argv: list[str] | None = None) -> None:
     null_group = null_group_override(args)
     if null_group is not None:  # Hydra would answer with a ValueError traceback that names no key
         print(f"error: {null_group}", file=sys.stderr)
+        sys.exit(2)
+    printed = printed_config_error(args)
+    if printed is not None:  # --cfg: the same checks as training, before the config is printed
+        print(f"error: {printed}", file=sys.stderr)
         sys.exit(2)
     os.environ["HYDRA_FULL_ERROR"] = "1"
     os.environ[_MARK] = "1"

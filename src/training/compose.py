@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from src.config.suggest import settings_line
 from src.utils import resolvers
 
 
@@ -25,3 +26,5 @@ def register_resolvers() -> None:
     resolvers.register_resolvers()
     if not OmegaConf.has_resolver("data_shape"):
         OmegaConf.register_new_resolver("data_shape", data_shape)
+    if not OmegaConf.has_resolver("config_keys"):  # --help lists the chosen loss's keys (conf/hydra/default.yaml)
+        OmegaConf.register_new_resolver("config_keys", settings_line)

@@ -13,6 +13,7 @@ this runs) are turned into one line by ``src.cli``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.config.checks import check_bool, check_choice, check_int, check_number, fail, is_int
+from src.config.suggest import unknown_key_line
 from src.errors import USER_ERRORS, ConfigError
 from src.training.trainer_checks import check_trainer
 from src.utils.text import one_line
@@ -62,6 +64,10 @@ def _build(group: str, node: Mapping[str, Any], **kwargs: Any) -> Any:
         message = one_line(str(cause))
         if isinstance(cause, ConfigError):  # src.config.checks: already names key, value and range
             raise ConfigError(message) from None
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", message)
+        if isinstance(cause, TypeError) and unexpected:  # +loss.margin=...: name the keys it has
+            keys = [k for k in node if k not in kwargs and k != unexpected[1]]
+            raise ConfigError(unknown_key_line(f"{group}.{unexpected[1]}", keys, str(target), rejected=True)) from None
         raise ConfigError(f"{group} ({target}) rejects its settings: {type(cause).__name__}: {message}") from None
 
 
