@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -162,7 +163,8 @@ class ArrayImageData(_OwnImages):
                         for split in SPLITS}
         seconds = time.perf_counter() - start
         self._provenance = {
-            "arrays": {"path": str(self.root), "sha256": arrays.sha256, "bytes": arrays.bytes,
+            "arrays": {"path": str(Path(self.root).expanduser().resolve()), "sha256": arrays.sha256,
+                       "bytes": arrays.bytes,
                        "verified": "x uint8, y integer labels in range, every class in both splits",
                        **{f"{split}_images": int(len(arrays.labels[split])) for split in SPLITS}},
             "decoding": {"images": f"{c}x{h}x{w} uint8", "resized": int(sum(resized.values())),

@@ -148,6 +148,7 @@ def test_arrays_load_channels_first_with_their_class_names(tmp_path: Path) -> No
     assert dm.class_names == list(CLASSES) and dm.input_shape == (3, 8, 8) and dm._test[0].shape == (9, 3, 8, 8)
     record = dm.provenance()["arrays"]
     assert record["sha256"] == hashlib.sha256((tmp_path / "a.npz").read_bytes()).hexdigest()
+    assert record["path"] == str((tmp_path / "a.npz").resolve())
     unnamed = ArrayImageData(root=str(make_npz(tmp_path / "b.npz", class_names=None)), val_size=6, image_size=16)
     unnamed.setup("fit")
     assert unnamed.class_names == ["0", "1", "2"] and unnamed._train[0].shape[1:] == (16, 16)
