@@ -19,6 +19,7 @@ def _why_not() -> str | None:
     return _problem["reason"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the markers must already be there
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     ours = [item for item in items if HERE in Path(str(item.fspath)).resolve().parents]
     for item in ours:  # real jobs on a scheduler: also in the slow group (make test-all, .ci/run)

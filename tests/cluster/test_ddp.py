@@ -17,6 +17,8 @@ import pytest
 
 from tests.cluster.helpers import cancel, finish_sweep, record, start_sweep, submitted_jobs, sweep_command
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real jobs on a scheduler: make test-all
+
 COMMON = ["seed=0", "trainer.max_epochs=2", "trainer.deterministic=true", "hydra.sweep.subdir=run"]
 # The same global batch of 32 images as the 1-process run: 16 on each of the two ranks. Averaged
 # gradients agree; batch-norm statistics (over 16 images; SyncBatchNorm needs GPUs) and dropout masks

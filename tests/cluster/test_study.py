@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cluster.helpers import (
     cancel,
     finish_sweep,
@@ -20,6 +22,8 @@ from tests.cluster.helpers import (
     sweep_command,
     wait_for_file,
 )
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real jobs on a scheduler: make test-all
 
 RUNS = ["arcface_m0.5_seed0", "softmax_seed0", "sphereface_m2_seed0"]
 

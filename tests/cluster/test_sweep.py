@@ -24,6 +24,8 @@ from tests.cluster.helpers import (
     wait_for_file,
 )
 
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real jobs on a scheduler: make test-all
+
 GRID = ["loss=sphereface", "loss.m=2,4", "resume=true", "trainer.max_epochs=2", "trainer.limit_train_batches=3",
         "trainer.deterministic=true"]  # fmt: skip
 JOBS = ["0_loss.m=2", "1_loss.m=4"]

@@ -13,7 +13,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.cluster.helpers import cancel, finish_sweep, record, start_sweep, submitted_jobs, sweep_command
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real jobs on a scheduler: make test-all
 
 
 def test_time_limit_checkpoints_requeues_and_runs_out(synthetic_root: Path, tmp_path: Path) -> None:
