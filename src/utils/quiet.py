@@ -42,15 +42,13 @@ class _DropPrefix(logging.Filter):
         return not str(record.msg).startswith(self.prefix)
 
 
-_installed = {"done": False}
-
-
 def quiet_third_party() -> None:
-    """Install the filters above once per process (idempotent)."""
-    if _installed["done"]:
-        return
-    _installed["done"] = True
+    """Install the filters above. Safe to call again: ``warnings.filterwarnings`` moves an existing
+    identical filter to the front (``warnings.catch_warnings`` blocks, pytest's among them, restore
+    the list they found), and a logger gets each filter once."""
     for message, module in _WARNINGS:
         warnings.filterwarnings("ignore", message=message, module=module)
     for name, prefix in _LOG_LINES:
-        logging.getLogger(name).addFilter(_DropPrefix(prefix))
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropPrefix) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_DropPrefix(prefix))
