@@ -41,7 +41,7 @@ def _batches_per_epoch(trainer: pl.Trainer) -> int:
 class AdaptiveLogInterval(pl.Callback):
     """Sets ``trainer.log_every_n_steps`` from the epoch's length (see the module docstring)."""
 
-    def __init__(self, points_per_epoch: int = 5) -> None:
+    def __init__(self, points_per_epoch: int = 3) -> None:
         self.points_per_epoch = int(points_per_epoch)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
