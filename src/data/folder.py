@@ -148,6 +148,8 @@ def _open(path: Path, data: bytes | None = None):  # -> PIL.Image.Image
         image = Image.open(io.BytesIO(data) if data is not None else path)
     except UnidentifiedImageError:
         head = data[:8] if data is not None else _read_head(path)
+        if not head:  # an interrupted copy leaves empty files
+            raise DatasetError(f"{path}: corrupt or truncated image (the file is empty)") from None
         if head.startswith(SIGNATURES):  # a PNG or JPEG whose header or chunks are damaged
             raise DatasetError(f"{path}: corrupt or truncated image (Pillow cannot parse it)") from None
         raise DatasetError(f"{path} is not an image Pillow can read (data=folder reads PNG and JPEG files)") from None

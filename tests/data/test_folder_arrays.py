@@ -188,6 +188,8 @@ def test_a_truncated_image_is_named(tmp_path: Path) -> None:
     victim.write_bytes(victim.read_bytes()[:60])
     message = _fails(root, tmp_path / "cache", "corrupt or truncated image")
     assert str(victim) in message
+    victim.write_bytes(b"")
+    assert _fails(root, tmp_path / "cache", "corrupt or truncated image (the file is empty)").startswith(str(victim))
 
 
 def test_a_corrupt_image_is_named(tmp_path: Path) -> None:
