@@ -18,6 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from src.config import CONF_DIR, group_options
 from src.config.suggest import unknown_key_line
+from src.errors import ConfigError
+from src.runs.resume import resume_arguments
 from src.utils.text import one_line
 
 
@@ -126,6 +128,14 @@ def cli(main: Any, argv: list[str] | None = None) -> None:
     from hydra.errors import HydraException
 
     args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        replay = resume_arguments(args)  # --resume <folder>: the folder's own overrides (src.runs.resume)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    if replay is not None:
+        args = replay
+        sys.argv[1:] = replay
     if debug_requested(args):
         main()
         return

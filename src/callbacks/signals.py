@@ -37,6 +37,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from src.runs.folder import RunFolder
+
 log = logging.getLogger(__name__)
 
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report them
@@ -46,6 +48,8 @@ _ctrl_c = {"pending": False}
 # A stop asked for by the cluster (``request_stop``), and the trainer of the fit in progress.
 _cluster_stop: dict[str, Any] = {"reason": None}
 _active: dict[str, Any] = {"trainer": None}
+# True while a fit's validation runs: a stop asked for then waits for its end (``deferred``).
+_validating: dict[str, Any] = {"on": False}
 
 
 def request_stop(reason: str) -> None:
@@ -53,7 +57,9 @@ def request_stop(reason: str) -> None:
     after its first batch; the record says ``interrupted`` with ``reason``. Signal-handler safe."""
     _cluster_stop["reason"] = reason
     trainer = _active["trainer"]
-    if trainer is not None:
+    if _validating["on"]:
+        _validating["deferred"] = True
+    elif trainer is not None:
         trainer._signal_connector.received_sigterm = True
 
 
@@ -86,6 +92,8 @@ class CheckpointOnInterrupt(pl.Callback):
         self._previous_handler: Any = None
         self._installed = False
         self._forced = False
+        self._deferred = False
+        self._sigterm_handler: Any = None
 
     # --- Ctrl-C as a graceful stop during fit ----------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -113,7 +121,10 @@ class CheckpointOnInterrupt(pl.Callback):
                 self._forced = True
                 raise KeyboardInterrupt
             _ctrl_c["pending"] = True
-            trainer._signal_connector.received_sigterm = True  # the loops stop at the next batch boundary
+            if _validating["on"]:
+                _validating["deferred"] = True  # after the validation (and its checkpoints)
+            else:
+                trainer._signal_connector.received_sigterm = True  # the loops stop at the next batch boundary
             log.warning("Ctrl-C: stopping after the current batch (press Ctrl-C again to stop at once)")
 
         return on_sigint
@@ -129,14 +140,59 @@ class CheckpointOnInterrupt(pl.Callback):
         if _ctrl_c["pending"]:  # Ctrl-C came too late for the loops to see it: stop before the test
             raise KeyboardInterrupt
 
+    # --- a stop asked for during validation waits for its end ------------------------------
+    # Lightning would stop the validation loop part-way and save it there; the resumed run then
+    # skips the rest, so that epoch gets no val/acc and never competes for "best". Deferred to the
+    # validation's end, the stop lands at the epoch end, whose last.ckpt resumes exactly.
+    # While it runs, SIGTERM (and a first Ctrl-C) only note the request; a request made before it
+    # (the cluster's) is taken back at every batch and given again at the end.
+    def _defer_stop(self, trainer: pl.Trainer) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking and trainer.received_sigterm:
+            trainer._signal_connector.received_sigterm = False
+            self._deferred = True
+
+    def _note_sigterm(self, signum: int, frame: Any) -> None:
+        log.info("SIGTERM during validation: stopping once this validation and its checkpoints are done")
+        self._deferred = True
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn != "fit" or trainer.sanity_checking:
+            return
+        _validating["on"] = True
+        self._defer_stop(trainer)
+        if threading.current_thread() is threading.main_thread() and trainer.world_size == 1:
+            self._sigterm_handler = signal.signal(signal.SIGTERM, self._note_sigterm)
+
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._defer_stop(trainer)
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._defer_stop(trainer)
+
+    def _end_validation(self) -> bool:
+        _validating["on"] = False
+        if self._sigterm_handler is not None:
+            signal.signal(signal.SIGTERM, self._sigterm_handler)
+            self._sigterm_handler = None
+        deferred, self._deferred = self._deferred or _validating.pop("deferred", False), False
+        return deferred
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._end_validation():
+            trainer._signal_connector.received_sigterm = True  # the fit loop stops after this epoch's checkpoints
+
     # --- the checkpoint ----------------------------------------------------------------------
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         _active["trainer"] = None
+        self._end_validation()
         self._restore_handler()
         sigterm = isinstance(exception, SIGTERMException)
         if not (sigterm or isinstance(exception, KeyboardInterrupt)) or self._forced:
             return
         if trainer.state.fn != "fit" or trainer.sanity_checking or trainer.global_step == 0:
+            return
+        if trainer.validating:  # a validation cut short must not be saved: the epoch is redone on resume
+            log.warning("stopped during validation: keeping the previous last.ckpt (this epoch is redone on resume)")
             return
         if not sigterm and trainer.world_size > 1:
             # Ctrl-C reaches the ranks at different points: a collective save could wait forever.
@@ -161,7 +217,9 @@ class CheckpointOnInterrupt(pl.Callback):
         checkpoint._last_global_step_saved = trainer.global_step
         self.saved_path = path
         reason = "Ctrl-C" if _ctrl_c["pending"] else (_cluster_stop["reason"] or "SIGTERM")
-        log.warning(f"{reason}: saved {path} at global step {trainer.global_step}; resume with resume=true")
+        folder = RunFolder.of_checkpoint(path)
+        log.warning(f"{reason}: saved {path} at global step {trainer.global_step}; continue with "
+                    f"{folder.resume_command()}")
 
     def state_dict(self) -> dict[str, Any]:
         return {}

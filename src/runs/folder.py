@@ -14,6 +14,10 @@ One run trains in one folder (``hydra.run.dir``, or a job's folder under ``hydra
 * TensorBoard event files (``EVENT_FILES``) under the logger's folder;
 * the lock: an ``flock`` on the folder itself while a run trains (``src.runs.lock``), no file.
 
+A run folder can be copied, moved or mounted read-only: paths inside it are written into its
+resolved config as ``<run>/...`` (``RUN_ROOT``) and read back under the folder's current path; an
+older config that holds the absolute paths of where it once was is read back the same way.
+
 ``RunFolder`` is one such folder: its files by name, its readers and its few writes. The readers
 return None for a file that is not there yet and raise a one-line ``RunFolderError`` for one that
 cannot be read; each caller decides what an unreadable file means to it.
@@ -23,6 +27,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -48,6 +54,40 @@ EVALUATION = "evaluation.json"
 HYDRA = ".hydra"
 HYDRA_COPIES = {"config": "config.yaml", "hydra": "hydra.yaml", "overrides": "overrides.yaml"}
 EVENT_FILES = "events.out.tfevents.*"
+# A path inside the run folder, as its resolved config writes it: relative to the folder itself.
+RUN_ROOT = "<run>"
+# Keys that name a folder inside the run in every config (conf/callbacks/default.yaml): an older,
+# absolute config tells where its run folder then was by them.
+_OWN_PATHS = (("callbacks", "latest_checkpoint", "dirpath"), ("callbacks", "best_checkpoint", "dirpath"))
+
+
+def _map_strings(value: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {k: _map_strings(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_strings(v, change) for v in value]
+    return value
+
+
+def _under(value: str, roots: list[str]) -> str:
+    """``value`` with a leading ``root`` (any of ``roots``) replaced by ``RUN_ROOT``."""
+    for root in roots:
+        if value == root or value.startswith(root + "/"):
+            return RUN_ROOT + value[len(root):]
+    return value
+
+
+def _former_root(config: dict[str, Any]) -> str | None:
+    """Where an older config's run folder was, from its own checkpoint folder's absolute path."""
+    for keys in _OWN_PATHS:
+        node: Any = config
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str) and os.path.isabs(node) and Path(node).name == CHECKPOINTS:
+            return str(Path(node).parent)
+    return None
 
 
 def _parse_json(text: str) -> Any:
@@ -146,9 +186,24 @@ class RunFolder:
 
     def read_config(self) -> dict[str, Any] | None:
         """The resolved config, with ``_target_`` paths that moved since under their current names
-        (``src.config.moved``), so an old run builds and compares as the component it meant."""
+        (``src.config.moved``), so an old run builds and compares as the component it meant, and
+        paths inside the run under the folder's current path (wherever it was written)."""
         config = _read_mapping(self.config, yaml.safe_load)
-        return None if config is None else upgrade(config)
+        if config is None:
+            return None
+        former = _former_root(config)
+        portable = _map_strings(config, lambda v: _under(v, [former])) if former else config
+        here = str(self.path.absolute())
+        return upgrade(_map_strings(portable, lambda v: here + v[len(RUN_ROOT):] if v.startswith(RUN_ROOT) else v))
+
+    def portable(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` with every path inside this folder written from the folder on (``<run>/...``)."""
+        roots = sorted({str(self.path), str(self.path.absolute()), os.path.realpath(self.path)}, key=len, reverse=True)
+        return _map_strings(config, lambda v: _under(v, roots))
+
+    def resume_command(self) -> str:
+        """The command that continues this run, as one shell line that works when pasted."""
+        return f"python -m src.train --resume {shlex.quote(str(self.path))}"
 
     def read_evaluation(self, checkpoint: str | Path | None = None) -> dict[str, Any] | None:
         return _read_mapping(self.evaluation(checkpoint), _parse_json)
@@ -172,8 +227,9 @@ class RunFolder:
                               "them; pass the checkpoint itself")
 
     # --- writes ------------------------------------------------------------------------------
-    def write_config(self, text: str) -> None:
-        write_text_atomic(self.config, text)
+    def write_config(self, config: dict[str, Any]) -> None:
+        """The resolved config, relocatable: paths inside the folder as ``<run>/...``."""
+        write_text_atomic(self.config, yaml.safe_dump(self.portable(config), sort_keys=False, allow_unicode=True))
 
     def set_aside_checkpoints(self) -> int:
         """Move every checkpoint into ``checkpoints/unusable/``: a run started afresh beside

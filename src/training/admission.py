@@ -121,27 +121,35 @@ def _read(read: Any) -> dict[str, Any] | None:
         raise RunFolderError(f"{err}; move the run folder away or name another one") from None
 
 
-def admit(folder: RunFolder | Path, config: dict[str, Any], resume: bool) -> Plan:
-    """The plan for running ``config`` in ``folder``; raises ``RunFolderError`` when it must not."""
+def admit(folder: RunFolder | Path, config: dict[str, Any], resume: bool, new_ok: bool = True) -> Plan:
+    """The plan for running ``config`` in ``folder``; raises ``RunFolderError`` when it must not.
+
+    ``new_ok=False`` (a single run from the command line): ``resume=true`` in a folder without a
+    run is an error, never a fresh run (a sweep's jobs pass True: rerunning the sweep starts the
+    jobs that had not started)."""
     folder = RunFolder.of(folder)
     record = _read(folder.read_record)
     saved_config = _read(folder.read_config)
     has_checkpoints = bool(folder.checkpoint_files())
     if record is None and saved_config is None and not has_checkpoints:
+        if resume and not new_ok:
+            raise RunFolderError(f"resume=true but {folder} holds no run (no record, resolved config or checkpoint); "
+                                 "name a run folder, e.g. python -m src.train --resume outputs/runs/<run>")
         return Plan("start")
     status = (record or {}).get("status", "unknown")
     if not resume:
         raise RunFolderError(
-            f"run folder {folder} already holds a run (status {status}); resume it with resume=true and the "
-            "same overrides, or name a new folder"
+            f"run folder {folder} already holds a run (status {status}); name a new folder, or continue it with: "
+            f"{folder.resume_command()}"
         )
     if saved_config is not None:
-        diffs = config_differences(saved_config, config, run_name=folder.name)
+        # Both sides written from the folder on: a copied, moved or renamed run is the same run.
+        diffs = config_differences(folder.portable(saved_config), folder.portable(config), run_name=folder.name)
         if diffs:
             shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
             raise RunFolderError(
-                f"resume=true in {folder} with a different config ({shown}); rerun with the run's own overrides "
-                f"(see {folder.config}) or name a new folder"
+                f"resume=true in {folder} with a different config ({shown}); name a new folder, or continue it with "
+                f"its own overrides: {folder.resume_command()}"
             )
     if status == "finished":
         return Plan("done", record=record or {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder, plan: Plan) -> dict[str, A
         metrics = _fit_and_test(cfg, record, plan.checkpoint)
     except KeyboardInterrupt:
         record.finish("interrupted", reason="KeyboardInterrupt")
+        _say_how_to_continue(folder, "Ctrl-C")
         raise
     except SystemExit as err:  # Lightning ends Ctrl-C with sys.exit(1), SIGTERM with SIGTERMException
         how = interruption(err)
@@ -95,6 +97,7 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder, plan: Plan) -> dict[str, A
             record.finish("failed", reason=f"SystemExit: {err.code}")
             raise
         record.finish("interrupted", reason=how[0])
+        _say_how_to_continue(folder, how[0])
         raise SystemExit(how[1]) from err
     except BaseException as err:
         record.finish("failed", reason=f"{type(err).__name__}: {err}")
@@ -104,6 +107,11 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder, plan: Plan) -> dict[str, A
 
     announce(_summary_line(metrics, folder), tensorboard_line(folder))  # on the terminal and in train.log
     return metrics
+
+
+def _say_how_to_continue(folder: RunFolder, why: str) -> None:
+    if is_owner():
+        print(f"interrupted ({why}): continue with {folder.resume_command()}", file=sys.stderr)
 
 
 def _single_hydra_run() -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -38,6 +39,14 @@ def folder_suffix(text: str) -> str:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = f"{name[: MAX_NAME - 9]}~{digest}"
     return f"_{name}"
+
+
+def run_suffix(text: str) -> str:
+    """``folder_suffix`` as one shell word and one plain Hydra value: ``loss=arcface,loss.m=0.5`` ->
+    ``_loss-arcface_loss.m-0.5`` (no ``=``, ``,``, ``+`` or quotes: the printed folder pastes as it is)."""
+    name = folder_suffix(text)
+    name = name.replace("=", "-").replace(",", "_").replace("~", "-")
+    return re.sub(r"[^A-Za-z0-9._-]", "", name)
 
 
 def override_key(override: str) -> str:
@@ -82,6 +91,8 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("run_uid", lambda: _RUN_UID)
     if not OmegaConf.has_resolver("suffix"):
         OmegaConf.register_new_resolver("suffix", folder_suffix)
+    if not OmegaConf.has_resolver("run_suffix"):
+        OmegaConf.register_new_resolver("run_suffix", run_suffix)
     if not OmegaConf.has_resolver("job_subdir"):
         OmegaConf.register_new_resolver("job_subdir", job_subdir)
     if not OmegaConf.has_resolver("margin_label"):

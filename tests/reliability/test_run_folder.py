@@ -44,7 +44,7 @@ def test_admit_starts_resumes_skips_or_refuses(tmp_path: Path) -> None:
     unfinished = _run_folder(tmp_path, "interrupted", {"last.ckpt": 5})
     plan = admit(unfinished, {**CONFIG, "resume": True}, resume=True)
     assert plan.action == "resume" and plan.checkpoint.name == "last.ckpt"
-    with pytest.raises(RunFolderError, match=r"already holds a run \(status interrupted\).*resume=true"):
+    with pytest.raises(RunFolderError, match=r"already holds a run \(status interrupted\).*--resume"):
         admit(unfinished, CONFIG, resume=False)
     with pytest.raises(RunFolderError, match=r"different config \(seed: 0 -> 7\)"):
         admit(unfinished, {**CONFIG, "seed": 7}, resume=True)

@@ -1,0 +1,41 @@
+"""Test-only fault injection from inside a run: a signal delivered at a chosen point of its progress."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytorch_lightning as pl
+
+
+class SignalAt(pl.Callback):
+    """Sends ``signal`` (a name: SIGTERM, SIGINT, SIGKILL) to this process once, at ``stage`` (train |
+    validation) batch ``batch`` of epoch ``epoch``, after that batch; ``times`` > 1 sends it that many
+    times back to back (two Ctrl-Cs)."""
+
+    def __init__(self, signal: str, stage: str, epoch: int, batch: int, times: int = 1) -> None:
+        self.signal, self.stage, self.epoch, self.batch, self.times = signal, stage, int(epoch), int(batch), int(times)
+        self.sent = False
+
+    def _maybe(self, trainer: pl.Trainer, stage: str, batch_idx: int) -> None:
+        if self.sent or trainer.sanity_checking or stage != self.stage:
+            return
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            self.sent = True
+            for _ in range(self.times):
+                os.kill(os.getpid(), getattr(signal, self.signal))
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._maybe(trainer, "train", batch_idx)
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:  # fmt: skip
+        self._maybe(trainer, "validation", batch_idx)
+
+
+def signal_overrides(name: str, stage: str, epoch: int, batch: int, times: int = 1) -> list[str]:
+    """The overrides that add ``SignalAt`` to a run (the resume must repeat them: same config)."""
+    return ["+callbacks.fault._target_=tests.reliability.faults.SignalAt", f"+callbacks.fault.signal={name}",
+            f"+callbacks.fault.stage={stage}", f"+callbacks.fault.epoch={epoch}", f"+callbacks.fault.batch={batch}",
+            f"+callbacks.fault.times={times}"]  # fmt: skip
