@@ -102,6 +102,9 @@ def check_top_level(c: Mapping[str, Any]) -> None:
         check_int("threads", c["threads"], 1)
     if "name" in c and (not isinstance(c["name"], str) or not c["name"].strip()):
         fail("name", c["name"], "must be a non-empty string")
+    model = c.get("model")
+    if isinstance(model, Mapping) and "tta_hflip" in model:
+        check_bool("model.tta_hflip", model["tta_hflip"])
     analysis = c.get("analysis")
     if isinstance(analysis, Mapping):
         for key, value in analysis.items():
@@ -137,7 +140,7 @@ def check_data(d: Mapping[str, Any]) -> int:
         if key in d:
             check_bool(f"data.{key}", d[key])
     root = None if own else d.get("root")  # data=folder / arrays: checked with their own keys
-    if root is not None and not isinstance(root, str):
+    if root is not None and (not isinstance(root, str) or not root.strip()):  # '' would mean the working directory
         fail("data.root", root, "must be a folder path or null")
     if isinstance(root, str) and not d.get("fallback") and not Path(root).expanduser().is_dir():
         fail("data.root", root, "no such folder; name an existing folder (the four files are looked for and "
@@ -181,6 +184,10 @@ def check_model(c: Mapping[str, Any], num_classes: int) -> None:
                               f"backbone.image_size interpolated from the data): {one_line(str(err))}") from None
     if tuple(out.shape) != (1, dim):
         fail("backbone.embedding_dim", dim, f"the backbone outputs {tuple(out.shape[1:])}-shaped embeddings")
+    from src.training.memory import check_memory
+
+    with torch.random.fork_rng(devices=[]):
+        check_memory(c, backbone, torch.zeros(1, info.channels, info.height, info.width))
 
     loss_cfg = _node(c, "loss")
     _build("loss", loss_cfg, embedding_dim=dim, num_classes=num_classes)
