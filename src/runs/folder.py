@@ -243,6 +243,26 @@ class RunFolder:
             log.warning("moved %d unusable checkpoint(s) to %s", len(stale), target)
         return len(stale)
 
+    def remove_leftovers(self, min_age_s: float = 60.0) -> list[Path]:
+        """Delete the temporary files of writes a kill cut short (``.<name>.*.tmp``, the atomic
+        writer's): any in ``checkpoints/`` (only the training that holds the lock writes there), the
+        others once ``min_age_s`` old (``src.evaluate`` writes without the lock). Call under the lock."""
+        import time
+
+        removed = []
+        now = time.time()
+        for where, age in ((self.checkpoints, 0.0), (self.path, min_age_s)):
+            for tmp in where.glob(".*.tmp") if where.is_dir() else []:
+                try:
+                    if tmp.is_file() and now - tmp.stat().st_mtime >= age:
+                        tmp.unlink()
+                        removed.append(tmp)
+                except OSError:  # a read-only folder keeps them; nothing reads them
+                    continue
+        if removed:
+            log.info("removed %d leftover temporary file(s) of interrupted writes in %s", len(removed), self)
+        return removed
+
     def lock(self) -> AbstractContextManager[None]:
         """Create the folder and hold it for this process while the block runs (``src.runs.lock``)."""
         return hold(self.path)

@@ -79,8 +79,12 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder, plan: Plan) -> dict[str, A
         folder.set_aside_checkpoints()  # unreadable ones (admit found none to resume from)
         folder.write_config(OmegaConf.to_container(cfg, resolve=True))  # relocatable: <run>/... paths
         write_hydra_files(folder, cfg)
+    if is_owner():
+        folder.remove_leftovers()  # temporary files of writes a kill cut short
+    # A restart from scratch (no readable checkpoint) keeps the earlier segments and their time.
+    earlier = {k: plan.record[k] for k in ("segments", "wall_time_s", "started_at") if k in plan.record}
     record = RunRecord(
-        folder, previous=plan.record if plan.action == "resume" else None,
+        folder, previous=plan.record if plan.action == "resume" else (earlier or None),
         name=cfg.name, seed=int(cfg.seed), loss=_choice("loss"), backbone=_choice("backbone"),
         loss_params={k: v for k, v in OmegaConf.to_container(cfg.loss, resolve=True).items() if k != "_target_"},
         data=str(cfg.data.name), experiment=_choice("experiment"),

@@ -75,9 +75,9 @@ def test_sigterm_during_validation_of_the_best_epoch(synthetic_root: Path, tmp_p
         assert resumed[key] == expected[key], key
 
 
-def _finished_run(folder: Path, synthetic_root: Path) -> dict:
+def _finished_run(folder: Path, synthetic_root: Path, *extra: str) -> dict:
     """A fabricated finished run (its resolved config and record), as admission reads it."""
-    cfg = compose_config([f"data.root={synthetic_root}", *SMALL], output_dir=folder)
+    cfg = compose_config([f"data.root={synthetic_root}", *SMALL, *extra], output_dir=folder)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     RunFolder(folder).write_config(resolved)
     (folder / "metrics.json").write_text('{"status": "finished", "test_acc": 0.5}')
@@ -146,3 +146,20 @@ def test_missing_folder_is_an_error_and_a_refusals_command_works(synthetic_root:
     assert code == 2 and "already holds a run" in err, err[-2000:]
     again = pasted(suggested(err))
     assert again.returncode == 0 and "already finished" in again.stdout, again.stderr[-2000:]
+
+
+def test_a_restart_from_scratch_keeps_segments_and_removes_leftovers(synthetic_root: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    overrides = [f"data.root={synthetic_root}", *SMALL, "trainer.max_epochs=1", "test=false"]
+    _finished_run(folder, synthetic_root, "trainer.max_epochs=1", "test=false")
+    earlier = {"status": "running", "segments": [{"started_at": "then", "command": "python -m src.train"}],
+               "wall_time_s": 5.0, "started_at": "then", "history": [{"epoch": 0, "val/acc": 0.1}]}  # fmt: skip
+    (folder / "metrics.json").write_text(__import__("json").dumps(earlier))
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / ".best-epoch000.ckpt.abc.tmp").write_bytes(b"x" * 100)  # a kill mid-write
+    run(compose_config([*overrides, "resume=true"], output_dir=folder), folder)
+    rec = record(folder)
+    assert rec["status"] == "finished" and len(rec["segments"]) == 2 and rec["segments"][0]["started_at"] == "then"
+    assert rec["wall_time_s"] > 5.0 and rec["started_at"] == "then"
+    assert [r["epoch"] for r in rec["history"]] == [0] and rec["history"][0]["val/acc"] != 0.1  # trained afresh
+    assert not list((folder / "checkpoints").glob(".*.tmp"))
