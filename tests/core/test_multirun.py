@@ -48,7 +48,7 @@ def test_single_run_folder_named_by_overrides(synthetic_root: Path, tmp_path: Pa
     runs = tmp_path / "outputs" / "runs"
     assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = list(runs.iterdir())
-    assert "loss=arcface" in run_dir.name and "loss.m=0.5" in run_dir.name
+    assert "loss-arcface" in run_dir.name and "loss.m-0.5" in run_dir.name  # one shell word: no = or ,
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"
 
 
