@@ -65,55 +65,59 @@ def main() -> int:
     if not data.is_dir():
         make_synthetic_dataset(data, n_train=400, n_test=120, seed=0)
     overrides = [f"data.root={data}", *TINY, f"trainer.max_epochs={opts.epochs}", "trainer.limit_train_batches=3"]
-    folder, reference = opts.out / f"run_seed{opts.seed}", opts.out / f"reference_seed{opts.seed}"
-    injected: dict[str, int] = {s: 0 for s in SIGNALS}
-    ended_before = starts = 0
-    for cycle in range(opts.cycles):
-        if _record(folder).get("status") == "finished":
-            break
-        first = not (folder / "config_resolved.yaml").exists()  # killed before its run started: start again
-        proc = _start([*overrides, f"hydra.run.dir={folder}"] if first else ["--resume", str(folder)])
-        starts += 1
-        name = rng.choice(SIGNALS)
-        delay = rng.uniform(0.5, opts.max_delay)
-        try:
-            proc.wait(timeout=delay)
-            ended_before += 1  # the run finished (or failed) before its signal
-        except subprocess.TimeoutExpired:
-            proc.send_signal(getattr(signal, name))
-            injected[name] += 1
-            proc.wait(timeout=600)
-        if proc.returncode not in (0, 130, 143, -9):
-            print(f"cycle {cycle}: exit {proc.returncode}: {proc.stderr.read()[-2000:]}", file=sys.stderr)
-            return 1
-    while _record(folder).get("status") != "finished":  # the last resume runs to its end
-        proc = _start(["--resume", str(folder)])
-        starts += 1
-        proc.wait(timeout=1200)
-        if proc.returncode != 0:
-            print(f"final resume: exit {proc.returncode}: {proc.stderr.read()[-2000:]}", file=sys.stderr)
-            return 1
-    if not reference.exists():
+    reference = opts.out / f"reference_seed{opts.seed}"
+    if _record(reference).get("status") != "finished":
         subprocess.run([sys.executable, "-m", "src.train", *overrides, f"hydra.run.dir={reference}"], cwd=REPO,
                        env=_env(), check=True, capture_output=True)  # fmt: skip
-    got, want = _record(folder), _record(reference)
+    want = _record(reference)
+    injected: dict[str, int] = {s: 0 for s in SIGNALS}
+    ended_before = cycle = 0
+    runs: list[dict] = []
+    while cycle < opts.cycles:  # one run after another, each interrupted until it finishes
+        folder, starts = opts.out / f"run_seed{opts.seed}_{len(runs)}", 0
+        while _record(folder).get("status") != "finished":
+            first = not (folder / "config_resolved.yaml").exists()  # killed before its run started: start again
+            proc = _start([*overrides, f"hydra.run.dir={folder}"] if first else ["--resume", str(folder)])
+            starts += 1
+            if cycle >= opts.cycles:  # the cycles are spent: this resume runs to the end
+                proc.wait(timeout=1200)
+            else:
+                cycle += 1
+                name = rng.choice(SIGNALS)
+                try:
+                    proc.wait(timeout=rng.uniform(0.5, opts.max_delay))
+                    ended_before += 1  # the run finished before its signal
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(getattr(signal, name))
+                    injected[name] += 1
+                    proc.wait(timeout=600)
+            if proc.returncode not in (0, 130, 143, -9):
+                print(f"cycle {cycle}: exit {proc.returncode}: {proc.stderr.read()[-2000:]}", file=sys.stderr)
+                return 1
+        runs.append(_checks(_record(folder), want, starts, opts.epochs))
+    survived = sum(all(r[k] for k in ("finished", "steps", "val_acc_every_epoch", "segments")) for r in runs)
+    summary = {"seed": opts.seed, "cycles": opts.cycles, "runs": len(runs), "signals_injected": injected,
+               "ended_before_its_signal": ended_before, "runs_survived": survived,
+               "runs_equal_to_uninterrupted": sum(r["history_equal"] and r["figures_equal"] for r in runs),
+               "runs_lost": len(runs) - survived, "per_run": runs}  # fmt: skip
+    print(json.dumps(summary, indent=1))
+    return 0 if survived == len(runs) else 1
+
+
+def _checks(got: dict, want: dict, starts: int, epochs: int) -> dict:
     keys = ("epoch", "step", "val/acc", "val/loss", "train/loss")
-    checks = {
+    return {
         "finished": got.get("status") == "finished",
         "steps": got.get("global_step") == want.get("global_step"),
         "epochs": got.get("epochs") == want.get("epochs"),
         "val_acc_every_epoch": [r.get("epoch") for r in got.get("history", []) if "val/acc" in r]
-        == list(range(opts.epochs)),
-        "segments": len(got.get("segments", [])) == starts,
+        == list(range(epochs)),
+        "segments": len(got.get("segments", [])) == starts or starts == 0,
         "history_equal": [{k: r.get(k) for k in keys} for r in got.get("history", [])]
         == [{k: r.get(k) for k in keys} for r in want.get("history", [])],
         "figures_equal": all(got.get(k) == want.get(k) for k in ("val_acc_best", "test_acc")),
+        "starts": starts,
     }
-    survived = checks["finished"] and checks["steps"] and checks["val_acc_every_epoch"] and checks["segments"]
-    summary = {"seed": opts.seed, "cycles": opts.cycles, "starts": starts, "signals_injected": injected,
-               "ended_before_its_signal": ended_before, "checks": checks, "survived": survived}  # fmt: skip
-    print(json.dumps(summary, indent=1))
-    return 0 if survived else 1
 
 
 if __name__ == "__main__":

@@ -19,4 +19,4 @@ def test_two_soak_cycles_survive(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
     summary = json.loads(proc.stdout)
-    assert summary["survived"] and summary["checks"]["val_acc_every_epoch"] and summary["checks"]["steps"]
+    assert summary["runs_lost"] == 0 and summary["runs_survived"] == summary["runs"] >= 1
