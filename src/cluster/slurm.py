@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -115,10 +116,17 @@ def _failed_return(overrides: Sequence[str]) -> Any:
 
 
 def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    # submitit's messages put the traceback after the cause; the last traceback line names the error.
-    errors = [line for line in lines if line.split(":", 1)[0].endswith(("Error", "Exception", "Interrupt"))]
-    return (errors[-1] if errors else lines[0] if lines else type(err).__name__)[:300]
+    """What went wrong, in one line, from submitit's error (a job's pickled traceback, or "has not
+    produced any output" followed by the job's stderr)."""
+    text = str(err)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    ours = [line for line in lines if line.startswith("error: ")]  # src.train's one-line errors
+    if "has not produced any output" in text:  # no result file: the state, and the job's own words
+        head = f"{lines[0].split(' with path ')[0]} {lines[1]}" if len(lines) > 1 else text
+        return (head + (f"; {ours[-1]}" if ours else ""))[:400]
+    # A traceback: its first error is the cause (the later ones are what it was raised as).
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b", line)]
+    return (errors[0] if errors else lines[0] if lines else type(err).__name__)[:400]
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:

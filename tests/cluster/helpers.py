@@ -90,6 +90,14 @@ def finish_sweep(proc: subprocess.Popen, timeout: float) -> tuple[int, str]:
     return proc.returncode, out
 
 
+def job_logs(sweep: Path, tail: int = 1500) -> str:
+    """The end of every SLURM task's log in a sweep (submitit's .submitit/), for a failure message."""
+    parts = []
+    for path in sorted(sweep.glob(".submitit/*/*_log.*")):
+        parts.append(f"--- {path.relative_to(sweep)}\n{path.read_text(errors='replace')[-tail:]}")
+    return "\n".join(parts)
+
+
 def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.helpers import cancel, finish_sweep, record, start_sweep, submitted_jobs, sweep_command
+from tests.cluster.helpers import cancel, finish_sweep, job_logs, record, start_sweep, submitted_jobs, sweep_command
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real jobs on a scheduler: make test-all
 
@@ -43,7 +43,7 @@ def ddp(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 def test_two_slurm_tasks_make_one_ddp_run(ddp: dict[str, Any]) -> None:
     assert ddp["single_code"] == 0, ddp["single_log"][-3000:]
-    assert ddp["code"] == 0, ddp["log"][-3000:]
+    assert ddp["code"] == 0, ddp["log"][-3000:] + job_logs(ddp["ddp"].parent)
     run, single = ddp["ddp"], ddp["single"]
     rec, one = record(run), record(single)
     assert rec["status"] == "finished" and rec["slurm"]["ntasks"] == "2"
@@ -66,35 +66,47 @@ def test_two_slurm_tasks_make_one_ddp_run(ddp: dict[str, Any]) -> None:
         assert mine["train/loss"] == pytest.approx(theirs["train/loss"], rel=0.25, abs=0.05)
 
 
-def test_tasks_per_node_must_equal_devices(ddp: dict[str, Any], synthetic_root: Path) -> None:
-    sweep = ddp["root"] / "one_task"
-    cmd = sweep_command(sweep, *COMMON, "trainer=ddp_cpu", "trainer.devices=2", data=synthetic_root)
+@pytest.fixture(scope="module")
+def traps(ddp: dict[str, Any], synthetic_root: Path) -> dict[str, Any]:
+    """Both traps submitted side by side: one task per node with trainer.devices=2, and a refused
+    folder (resume=true with another config in the finished DDP run's folder)."""
+    assert ddp["code"] == 0, "needs the finished DDP run"
+    run = ddp["ddp"]
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
+    one_task = ddp["root"] / "one_task"
     t0 = time.monotonic()
-    code, log = finish_sweep(start_sweep(cmd), timeout=180)
-    assert code == 1 and time.monotonic() - t0 < 180
+    procs = {
+        "one_task": start_sweep(sweep_command(one_task, *COMMON, "trainer=ddp_cpu", "trainer.devices=2",
+                                              data=synthetic_root)),
+        "refused": start_sweep(sweep_command(ddp["root"] / "ddp", *COMMON, *DDP, "resume=true",
+                                             "trainer.max_epochs=3", data=synthetic_root)),
+    }  # fmt: skip
+    out = {name: finish_sweep(proc, timeout=240) for name, proc in procs.items()}
+    for _, log in out.values():
+        cancel(submitted_jobs(log))
+    return {"run": run, "before": before, "one_task": one_task, "out": out, "wall": time.monotonic() - t0}
+
+
+def test_tasks_per_node_must_equal_devices(traps: dict[str, Any]) -> None:
+    code, log = traps["out"]["one_task"]
+    sweep = traps["one_task"]
+    assert code == 1, log[-3000:]  # ended, not hung (the fixture bounds it)
     errors = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.err"))
     lines = [line for line in errors.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "trainer.devices=2 is invalid" in lines[0] and "tasks_per_node=2" in lines[0], lines
     assert record(sweep / "run")["status"] == "failed"  # says why, for the sweep summary
 
 
-def test_a_refusal_on_rank_0_fails_the_whole_job(ddp: dict[str, Any], synthetic_root: Path) -> None:
-    """rank 0 refuses (resume=true with another config in a finished run's folder): every rank
-    exits with that error, SLURM ends the job as failed, the run's files stay as they were."""
-    assert ddp["code"] == 0
-    run = ddp["ddp"]
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "train.log"}
-    cmd = sweep_command(ddp["root"] / "ddp", *COMMON, *DDP, "resume=true", "trainer.max_epochs=3", data=synthetic_root)
-    t0 = time.monotonic()
-    code, log = finish_sweep(start_sweep(cmd), timeout=180)
-    cancel(submitted_jobs(log))
-    assert time.monotonic() - t0 < 180  # no rank waits in the process group
+def test_a_refusal_on_rank_0_fails_the_whole_job(traps: dict[str, Any]) -> None:
+    """rank 0 refuses: every rank exits with that error, SLURM ends the job as failed at once (no
+    rank waits in the process group), the run's files stay as they were."""
+    code, log = traps["out"]["refused"]
+    run = traps["run"]
     # One line naming the job and rank 0's error (the job stored it as its result: no wait for squeue).
     assert re.search(r"job #0 \(SLURM \S+, \w+\) ended without a result: \S*RunFolderError: resume=true in", log), \
-        log[-3000:]
-    jobs = submitted_jobs(log)
-    folder = run.parent / ".submitit" / jobs[0]
+        log[-3000:] + job_logs(run.parent)
+    folder = run.parent / ".submitit" / submitted_jobs(log)[0]
     rank1 = next(folder.glob("*_1_log.err")).read_text()
     assert "rank 1: rank 0 refused the run" in rank1 or "error: resume=true in" in rank1
-    assert {p: p.read_bytes() for p in before} == before
+    assert {p: p.read_bytes() for p in traps["before"]} == traps["before"]
     assert code in (0, 1)  # the sweep's status follows the records, which say finished

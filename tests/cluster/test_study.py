@@ -15,6 +15,7 @@ import pytest
 from tests.cluster.helpers import (
     cancel,
     finish_sweep,
+    job_logs,
     record,
     slurm_env,
     start_sweep,
@@ -56,10 +57,10 @@ def test_cancelled_study_finishes_when_submitted_again(synthetic_root: Path, tmp
 
     code, log = finish_sweep(start_sweep(cmd), timeout=300)  # the same command again
     cancel(submitted_jobs(log))
-    assert code == 0, log[-3000:]
+    assert code == 0, log[-3000:] + job_logs(sweep)
     assert {p: p.read_bytes() for p in kept} == kept  # the finished run was not retrained or rewritten
-    job_logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.out"))
-    assert "already finished" in job_logs
+    task_logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.out"))
+    assert "already finished" in task_logs
     resumed = record(cut)
     assert resumed["status"] == "finished" and len(resumed["segments"]) == 2
     assert resumed["global_step"] == 6 and [row["epoch"] for row in resumed["history"]] == [0, 1]

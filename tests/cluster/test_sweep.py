@@ -16,6 +16,7 @@ import torch
 from tests.cluster.helpers import (
     cancel,
     finish_sweep,
+    job_logs,
     record,
     scontrol,
     start_sweep,
@@ -73,7 +74,7 @@ def _event_tags(folder: Path) -> set[str]:
 def test_slurm_sweep_leaves_what_the_local_launcher_leaves(sweeps: dict[str, Any]) -> None:
     slurm_code, local_code = sweeps["codes"]
     assert local_code == 0, sweeps["logs"][1][-3000:]
-    assert slurm_code == 0, sweeps["logs"][0][-3000:]
+    assert slurm_code == 0, sweeps["logs"][0][-3000:] + job_logs(sweeps["slurm"])
     slurm_log = sweeps["logs"][0]
     assert "Bypassing sacct error" not in slurm_log and slurm_log.count("sacct") <= 1  # one line, no flood
     slurm, local = sweeps["slurm"], sweeps["local"]
@@ -100,7 +101,7 @@ def test_slurm_sweep_leaves_what_the_local_launcher_leaves(sweeps: dict[str, Any
 
 
 def test_requeued_job_resumes_from_its_last_checkpoint(sweeps: dict[str, Any]) -> None:
-    assert sweeps["codes"][0] == 0, sweeps["logs"][0][-3000:]
+    assert sweeps["codes"][0] == 0, sweeps["logs"][0][-3000:] + job_logs(sweeps["slurm"])
     cut = record(sweeps["slurm"] / JOBS[0])
     whole = record(sweeps["local"] / JOBS[0])
     assert cut["status"] == "finished" and len(cut["segments"]) == 2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.helpers import cancel, finish_sweep, record, start_sweep, submitted_jobs, sweep_command
+from tests.cluster.helpers import cancel, finish_sweep, job_logs, record, start_sweep, submitted_jobs, sweep_command
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # real jobs on a scheduler: make test-all
 
@@ -33,8 +33,8 @@ def test_time_limit_checkpoints_requeues_and_runs_out(synthetic_root: Path, tmp_
     code, log = finish_sweep(start_sweep(cmd), timeout=420)
     cancel(submitted_jobs(log))
     wall = time.monotonic() - t0
-    assert code == 1, log[-3000:]  # one job did not finish
-    assert "1 finished, 1 interrupted" in log, log[-3000:]
+    assert code == 1, log[-3000:] + job_logs(sweep)  # one job did not finish
+    assert "1 finished, 1 interrupted" in log, log[-3000:] + job_logs(sweep)
 
     finished = record(sweep / "0_callbacks.slow.segments=1")
     assert finished["status"] == "finished", finished.get("reason")
