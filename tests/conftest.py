@@ -61,6 +61,28 @@ def compose_config(overrides: list[str], output_dir: Path | None = None) -> Dict
     return cfg
 
 
+def train_in_process(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """``python -m src.train <argv>`` in this process (runpy, as ``__main__``, so Hydra finds conf/
+    as it does from the shell, and ``src.cli`` reports its errors as it does there); the exit
+    status (0 when it returns). A fresh interpreter per command costs seconds of imports that a
+    test of the command line's behaviour does not need."""
+    import runpy
+    import sys
+
+    import src.cli
+
+    GlobalHydra.instance().clear()
+    monkeypatch.setitem(src.cli._state, "job_started", False)  # as in a fresh process
+    monkeypatch.setattr(sys, "argv", [str(REPO / "src" / "train.py"), *argv])
+    try:
+        runpy.run_module("src.train", run_name="__main__", alter_sys=False)
+    except SystemExit as err:
+        return int(err.code or 0)
+    finally:
+        GlobalHydra.instance().clear()
+    return 0
+
+
 @pytest.fixture
 def tiny_config(synthetic_root: Path, tmp_path: Path) -> Callable[..., DictConfig]:
     def make(*overrides: str) -> DictConfig:

@@ -6,38 +6,19 @@ from __future__ import annotations
 
 import logging
 import os
-import runpy
 import stat
-import sys
 import warnings
 
 import pytest
-from hydra.core.global_hydra import GlobalHydra
 
 from src.tb.command import TAG_FILTER, first_screen_url
 from src.utils.quiet import quiet_third_party
-from tests.conftest import REPO, TINY
+from tests.conftest import TINY
+from tests.conftest import train_in_process as train
 
 # What a first run must not print (third-party hints and deprecations, issue 24 item 4).
 NOISE = ("srun", "💡 Tip", "litlogger", "LeafSpec", "weights_only` was not set", "Directory watcher",
          "smaller than the logging interval", "not supported by the model summary")
-
-
-def train(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """``python -m src.train <argv>`` (runpy: as ``__main__``, so Hydra finds conf/ as it does from
-    the shell); its exit status (0 when it returns)."""
-    import src.cli
-
-    GlobalHydra.instance().clear()
-    monkeypatch.setitem(src.cli._state, "job_started", False)  # as in a fresh process
-    monkeypatch.setattr(sys, "argv", [str(REPO / "src" / "train.py"), *argv])
-    try:
-        runpy.run_module("src.train", run_name="__main__", alter_sys=False)
-    except SystemExit as err:
-        return int(err.code or 0)
-    finally:
-        GlobalHydra.instance().clear()
-    return 0
 
 
 def test_help_opens_with_the_tool_the_commands_and_the_loss_keys(monkeypatch, capsys) -> None:

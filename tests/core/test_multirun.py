@@ -1,4 +1,5 @@
-"""A real Hydra multirun in a subprocess, exactly as a user types it."""
+"""A real Hydra multirun in a subprocess, exactly as a user types it; single runs through the same
+command line in this process (``train_in_process``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, TINY
+from tests.conftest import REPO, TINY, train_in_process
 
 QUICK = [*TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
 
@@ -41,12 +42,13 @@ def test_multirun_sweeps_margin_with_one_folder_per_job(synthetic_root: Path, tm
         assert list(job.glob("events.out.tfevents.*"))
 
 
-def test_single_run_folder_named_by_overrides(synthetic_root: Path, tmp_path: Path) -> None:
+def test_single_run_folder_named_by_overrides(synthetic_root: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     # Run from an empty folder so the default outputs/runs/... location is used as is.
-    cmd = train_command("loss=arcface", "loss.m=0.5", f"data.root={synthetic_root}", *QUICK, "test=false")
-    proc = subprocess.run(cmd, cwd=tmp_path, env=run_env(), capture_output=True, text=True, timeout=300)
+    monkeypatch.chdir(tmp_path)
+    code = train_in_process(["loss=arcface", "loss.m=0.5", f"data.root={synthetic_root}", *QUICK, "test=false"],
+                            monkeypatch)
     runs = tmp_path / "outputs" / "runs"
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert code == 0, capsys.readouterr().err[-3000:]
     (run_dir,) = list(runs.iterdir())
     assert "loss-arcface" in run_dir.name and "loss.m-0.5" in run_dir.name  # one shell word: no = or ,
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"
@@ -70,13 +72,13 @@ def test_folder_suffix_is_one_short_safe_name() -> None:
     assert len(folder_suffix(long_a)) <= MAX_NAME + 1 and folder_suffix(long_a) != folder_suffix(long_b)
 
 
-def test_missing_dataset_is_one_clear_line(tmp_path: Path) -> None:
+def test_missing_dataset_is_one_clear_line(tmp_path: Path, monkeypatch, capsys) -> None:
     (tmp_path / "nowhere").mkdir()  # a folder without the files (a missing folder is a config error, exit 2)
-    cmd = train_command("data.name=mnist", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
-                        f"hydra.run.dir={tmp_path / 'run'}")  # fmt: skip
-    proc = subprocess.run(cmd, cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr
-    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    code = train_in_process(["data.name=mnist", f"data.root={tmp_path / 'nowhere'}", "data.download=false",
+                             f"hydra.run.dir={tmp_path / 'run'}"], monkeypatch)  # fmt: skip
+    stderr = capsys.readouterr().err
+    assert code == 1, stderr[-3000:]
+    assert "Traceback" not in stderr
+    (line,) = [x for x in stderr.splitlines() if x.startswith("error:")]
     assert "mnist files not found" in line and str(tmp_path / "nowhere") in line and "download" in line
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"

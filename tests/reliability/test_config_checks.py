@@ -10,8 +10,8 @@ import torch
 
 from src.errors import ConfigError
 from src.training.validate import check_config
-from tests.conftest import CONF_DIR, TINY, compose_config
-from tests.reliability.helpers import QUICK, finish, start, train_command
+from tests.conftest import CONF_DIR, TINY, compose_config, train_in_process
+from tests.reliability.helpers import QUICK
 
 # An existing folder without the data, no download, no fallback: reading any data would fail, so
 # these tests prove the checks never touch the data files.
@@ -120,29 +120,26 @@ def test_run_stops_before_reading_data_and_writes_nothing(tmp_path: Path) -> Non
     assert not (tmp_path / "run").exists()
 
 
-def test_command_line_mistakes_exit_2_with_one_line(tmp_path: Path) -> None:
-    """Real ``python -m src.train`` processes, started together: Hydra's own errors (unknown
+@pytest.mark.parametrize(("name", "args", "key", "allowed"), [
+    ("unknown_loss", ["loss=nonsense"], "loss=nonsense", "arcface, center"),
+    ("unknown_key", ["trainer.max_epoch=3"], "trainer.max_epoch", "did you mean trainer.max_epochs"),
+    ("sweep_option", ["-m", "loss=softmax,nonsens"], "loss=nonsens", "sphereface"),
+    ("bad_value", ["loss=sphereface", "loss.m=0"], "loss.m=0", "integer >= 1"),
+    ("null_group", ["loss=null"], "loss=null", "choose one of"),  # Hydra's ValueError, one line
+    ("cpu_devices", ["trainer.devices=2"], "trainer.devices=2", "trainer=ddp_cpu"),
+])
+def test_command_line_mistakes_exit_2_with_one_line(name: str, args: list[str], key: str, allowed: str,
+                                                    tmp_path: Path, monkeypatch, capsys) -> None:
+    """The command line as typed (``src.cli`` around ``src.train``): Hydra's own errors (unknown
     option of a group, unknown key) and a value error found by check_config."""
-    cases = {
-        "unknown_loss": (["loss=nonsense"], "loss=nonsense", "arcface, center"),
-        "unknown_key": (["trainer.max_epoch=3"], "trainer.max_epoch", "did you mean trainer.max_epochs"),
-        "sweep_option": (["-m", "loss=softmax,nonsens"], "loss=nonsens", "sphereface"),
-        "bad_value": (["loss=sphereface", "loss.m=0"], "loss.m=0", "integer >= 1"),
-        "null_group": (["loss=null"], "loss=null", "choose one of arcface"),  # Hydra's ValueError, one line
-        "cpu_devices": (["trainer.devices=2"], "trainer.devices=2", "trainer=ddp_cpu"),
-    }
-    procs = {
-        name: start(train_command(*args, *MISSING_DATA, *QUICK, f"hydra.run.dir={tmp_path / name}",
-                                  f"hydra.sweep.dir={tmp_path / name}"))
-        for name, (args, _, _) in cases.items()
-    }  # fmt: skip
-    for name, proc in procs.items():
-        code, _, err = finish(proc, timeout=180)
-        lines = [line for line in err.splitlines() if line.strip()]
-        _, key, allowed = cases[name]
-        assert code == 2, (name, err[-2000:])
-        assert len(lines) == 1 and lines[0].startswith("error: "), (name, err[-2000:])
-        assert key in lines[0] and allowed in lines[0], (name, lines[0])
-        assert "Traceback" not in err
-    for name in ("bad_value", "null_group", "cpu_devices"):
-        assert not (tmp_path / name).exists(), name  # a rejected single run leaves nothing behind
+    folder = tmp_path / name
+    code = train_in_process([*args, *MISSING_DATA, *QUICK, f"hydra.run.dir={folder}", f"hydra.sweep.dir={folder}"],
+                            monkeypatch)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err[-2000:]
+    assert key in lines[0] and allowed in lines[0], lines[0]
+    assert "Traceback" not in err
+    if name in ("bad_value", "null_group", "cpu_devices"):
+        assert not folder.exists()  # a rejected single run leaves nothing behind
