@@ -115,7 +115,8 @@ def _checks(got: dict, want: dict, starts: int, epochs: int) -> dict:
         "epochs": got.get("epochs") == want.get("epochs"),
         "val_acc_every_epoch": [r.get("epoch") for r in got.get("history", []) if "val/acc" in r]
         == list(range(epochs)),
-        "segments": len(got.get("segments", [])) == starts or starts == 0,
+        # a start stopped before its run began (in Python's imports) leaves no segment: nothing ran
+        "segments": 1 <= len(got.get("segments", [])) <= starts,
         "history_equal": [{k: r.get(k) for k in keys} for r in got.get("history", [])]
         == [{k: r.get(k) for k in keys} for r in want.get("history", [])],
         "figures_equal": all(got.get(k) == want.get(k) for k in ("val_acc_best", "test_acc")),
