@@ -11,7 +11,7 @@ Definitions (every angle in degrees, between L2-normalised embeddings):
   embedding of c and c's center;
 * **min inter-class angle** of c (``min_inter_deg``): the smallest angle between c's center and
   another class's center (``nearest_class`` names it);
-* **SphereFace's criterion** (Liu et al. 2017, brief section 4): the maximal intra-class angle
+* **SphereFace's criterion** (Liu et al. 2017; docs/study.md): the maximal intra-class angle
   is smaller than the minimal inter-class angle. ``criterion_holds`` per class compares the
   class's own two numbers; the global ``criterion_holds`` compares the largest intra-class angle
   over all classes with the smallest center-to-center angle. ``criterion_samples_holds`` is the

@@ -1,4 +1,4 @@
-"""Open-set verification by cosine similarity (brief section 4): what face recognition needs.
+"""Open-set verification by cosine similarity (docs/study.md): what face recognition needs.
 
 The model never saw the held-out classes. Their test images are embedded, every pair (i < j) is
 scored by the cosine of the two embeddings, and a pair is *genuine* when both images share a

@@ -6,7 +6,7 @@ Reads what finished runs saved (the run record and the resolved config in each r
 * ``report.md``: per configuration (loss, m) the mean ± std over seeds of test accuracy (honest,
   and the leakage audit's ``test_acc_leaky`` beside it), best validation accuracy, epochs, wall
   time and run count; each margin loss against the baseline (Welch's t-test, Holm-adjusted, and
-  a bootstrap CI of the difference); the reference study's numbers (brief section 2) beside
+  a bootstrap CI of the difference); the reference study's numbers (docs/study.md) beside
   ours with a computed verdict per claim; embedding geometry and open-set columns where the runs
   have them; embedding retrieval / clustering metrics (precision@1, R-precision, MAP@R, NMI, AMI) on
   the test set and the held-out classes; validation-accuracy curves; test confusion matrices

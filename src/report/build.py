@@ -13,6 +13,7 @@ from src.report.gap import CSV_HEADER, gap_section, is_audit_run
 from src.report.groups import BASELINE_LOSS, baseline_for, group_runs
 from src.report.provenance import provenance_section
 from src.report.ranking import ranking_section
+from src.report.recipe import recipe_cells
 from src.report.runs import EVALUATION, Run
 from src.report.sections import (
     confusion_section,
@@ -71,15 +72,16 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
     else:
         md += ["## Summary", ""]
         md.append(table(
-            ["configuration", "n", "seeds", "test acc", "leaky acc (audit)", "best val acc", "epochs",
-             "wall time (min)"],
-            [[s["configuration"], s["n_runs"], s["seeds"], pct(s["test_acc_mean"], s["test_acc_std"]),
+            ["configuration", "n", "seeds", "backbone", "epochs", "training images", "test acc", "leaky acc (audit)",
+             "best val acc", "wall time (min)"],
+            [[s["configuration"], s["n_runs"], s["seeds"], *recipe_cells(g), pct(s["test_acc_mean"], s["test_acc_std"]),
               pct(s["test_acc_leaky_mean"], s["test_acc_leaky_std"]),
-              pct(s["val_acc_best_mean"], s["val_acc_best_std"]), num(s["epochs_mean"], digits=0),
-              num(s["wall_time_s_mean"] / 60, s["wall_time_s_std"] / 60)] for s in summaries]))
+              pct(s["val_acc_best_mean"], s["val_acc_best_std"]),
+              num(s["wall_time_s_mean"] / 60, s["wall_time_s_std"] / 60)]
+             for g, s in zip(groups, summaries, strict=True)]))
         md.append("")
         md += ranking_section(groups, summaries, comparisons)
-        md += significance_section(comparisons)
+        md += significance_section(comparisons, groups)
         md += reference_section(groups, comparisons)
         md += geometry_section(summaries)
         md += open_set_section(summaries)

@@ -1,4 +1,4 @@
-"""The reference study's reported numbers and known confusions (brief section 2), each checked
+"""The reference study's reported numbers and known confusions (docs/study.md), each checked
 against ours with a computed verdict."""
 
 from __future__ import annotations

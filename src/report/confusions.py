@@ -1,7 +1,7 @@
 """Do the margin losses fix softmax's confusions? Per class pair, the test errors of each run (both
 directions), each margin configuration against the softmax baseline of the same recipe.
 
-The pairs are the baseline's most confused ones plus the brief's known pairs. Each (configuration,
+The pairs are the baseline's most confused ones plus the reference study's known pairs. Each (configuration,
 pair) is one Welch test on per-run error counts, Holm-adjusted over every test in the table, so a
 "fixed" pair survives the many comparisons the table makes.
 """
@@ -98,7 +98,8 @@ def confusion_change_section(groups: Sequence[Group], table: Callable[..., str])
         return []
     md = ["## Do the margin losses fix softmax's confusions?", "",
           "Test errors between two classes, both directions, per run; mean ± sample std over seeds. Pairs: the "
-          f"baseline's top {TOP_PAIRS} plus the brief's known pairs. Each margin configuration is compared with the "
+          f"baseline's top {TOP_PAIRS} plus the reference study's known pairs. Each margin configuration is compared "
+          "with the "
           "softmax runs of the same recipe by Welch's t-test on the per-run counts, Holm-adjusted over all "
           f"{len(result.tests)} tests in this table; a pair counts as fixed only if its errors drop significantly "
           f"(adjusted p < {ALPHA}).", ""]

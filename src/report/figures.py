@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,23 @@ def _curve(runs: Sequence[Run], metric: str = "val/acc") -> tuple[np.ndarray, np
             np.array([v.max() for v in vals]))
 
 
+# The accuracy axis spans at least this much, so that a 0.5 pp gap is not drawn across the whole
+# height of the figure.
+MIN_SPAN = 0.05
+
+
+def _honest_ylim(ax: Any, values: Sequence[float]) -> None:
+    finite = [v for v in values if np.isfinite(v)]
+    if not finite:
+        return
+    low, high = min(finite), max(finite)
+    if high - low < MIN_SPAN:
+        middle = (low + high) / 2
+        low, high = middle - MIN_SPAN / 2, middle + MIN_SPAN / 2
+    pad = 0.05 * (high - low)
+    ax.set_ylim(max(0.0, low - pad), high + pad)
+
+
 def curve_figures(groups: Sequence[Group], out: Path) -> list[tuple[str, str]]:
     """One PNG per loss: the mean validation accuracy per epoch for each m (band: min..max over
     seeds), the baseline dashed for reference. Returns ``(loss, file name)`` pairs."""
@@ -34,12 +52,13 @@ def curve_figures(groups: Sequence[Group], out: Path) -> list[tuple[str, str]]:
     for loss in losses:
         members = [g for g in groups if g.loss == loss]
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-        drawn = 0
+        drawn, banded, values = 0, False, []
         if loss != BASELINE_LOSS:
             for base in {id(b): b for b in (baseline_for(g, groups) for g in members) if b}.values():
                 epochs, mean, _, _ = _curve(base.runs)
                 if len(epochs):
                     ax.plot(epochs, mean, "--", color="0.4", label=f"{base.label} (n={len(base.runs)})")
+                    values += list(mean)
         for group in members:
             epochs, mean, low, high = _curve(group.runs)
             if not len(epochs):
@@ -48,12 +67,17 @@ def curve_figures(groups: Sequence[Group], out: Path) -> list[tuple[str, str]]:
                            label=f"{group.label} (n={len(group.runs)})")[0]
             if len(group.runs) > 1:
                 ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.15, lw=0)
+                banded = True
+            values += [*low, *high]
             drawn += 1
         if drawn:
             ax.set_xlabel("epoch")
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_ylabel("validation accuracy")
-            ax.set_title(f"{loss}: validation accuracy (mean over seeds; band = min..max)", fontsize=9)
+            _honest_ylim(ax, values)
+            band = "band = min..max over seeds" if banded else "one seed each: no band"
+            ax.set_title(f"{loss}: validation accuracy (mean over seeds; {band}; y axis spans >= "
+                         f"{100 * MIN_SPAN:.0f} pp)", fontsize=9)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             fig.tight_layout()

@@ -23,12 +23,13 @@ SAME = [0.899, 0.903, 0.900]  # arcface m=2: no real difference
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("fabricated") / "sweep"
     for seed, (b, s, a) in enumerate(zip(BASE, BETTER, SAME, strict=True)):
-        write_run(root / f"{seed}_softmax", "softmax", None, seed, b)
-        write_run(root / f"{seed}_sphereface_m2", "sphereface", 2, seed, s,
+        # The reference's recipe (50 epochs, all training images), so its claims are compared.
+        write_run(root / f"{seed}_softmax", "softmax", None, seed, b, epochs=50)
+        write_run(root / f"{seed}_sphereface_m2", "sphereface", 2, seed, s, epochs=50,
                   extra={"geometry": {"max_intra_deg": 100.0 + seed, "min_inter_deg": 30.0,
                                       "mean_to_center_deg": 10.0, "criterion_holds": False}})
-        write_run(root / f"{seed}_arcface_m2", "arcface", 2.0, seed, a)
-    write_run(root / "9_arcface_m0.5", "arcface", 0.5, 0, 0.95)  # one seed only
+        write_run(root / f"{seed}_arcface_m2", "arcface", 2.0, seed, a, epochs=50)
+    write_run(root / "9_arcface_m0.5", "arcface", 0.5, 0, 0.95, epochs=50)  # one seed only
     # Runs that must be listed, never used, never crash the report.
     write_run(root / "f_failed", "arcface", 4.0, 0, status="failed", extra={"reason": "ValueError: boom"})
     write_run(root / "f_running", "arcface", 4.0, 1, status="running")
