@@ -86,11 +86,13 @@ SHOTS ?= outputs/screenshots
 tb-screenshots: setup
 	$(PY) -m src.tb.screenshots $(LOGDIR) --out $(SHOTS) $(ARGS)
 
-# make test: the suite a maintainer runs often (a few minutes on a 2-core machine). It leaves out the
-# long end-to-end checks marked slow (fault injection loops, real DDP processes, sweeps and servers,
-# cluster runs); make test-all (and .ci/run) runs everything.
+# make test: the suite a maintainer runs often (a few minutes on a 2-core machine), on every core
+# (pytest-xdist; TEST_JOBS=1 runs it in one process). It leaves out the long end-to-end checks marked
+# slow (fault injection loops, real DDP processes, sweeps and servers, cluster runs); make test-all
+# (and .ci/run) runs everything, in one process.
+TEST_JOBS ?= auto
 test: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS)) $(PYTEST_ARGS)
 	@echo "make test left out the end-to-end checks marked slow (fault injection, real processes and servers, cluster runs): make test-all runs them too"
 
 test-all: setup

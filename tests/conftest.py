@@ -95,7 +95,7 @@ def tiny_config(synthetic_root: Path, tmp_path: Path) -> Callable[..., DictConfi
 SLOW_MARKERS = ("cluster",)
 
 
-@pytest.hookimpl(trylast=True)  # after tests/cluster/conftest.py has added its marker
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
