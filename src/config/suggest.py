@@ -25,7 +25,7 @@ def unknown_key_line(full_key: str, keys: Iterable[str], component: str | None =
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     listed = ", ".join(names) if len(names) <= 10 else ""
     if rejected:
-        return f"{full_key} is not a setting of {component}; {hint}{prefix} takes: {listed or 'see its config'}"
+        return f"{full_key} is not a valid setting of {component}; {hint}{prefix} takes: {listed or 'see its config'}"
     has = f"{prefix} has: {listed}; " if prefix and listed else ""
     if component:
         return (f"{full_key} is not a config key; {hint}({has}a new key is added with +{full_key}=..., "
