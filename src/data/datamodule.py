@@ -42,7 +42,7 @@ class ImageClassificationData(pl.LightningDataModule):
     read only for ``trainer.test``. Classes in ``held_out_classes`` are removed from training and
     validation (open-set study); their test images are kept apart in ``open_set_test``.
 
-    Its options are checked before it is built (``src.config.validate.check_data``, from the config);
+    Its options are checked before it is built (``src.training.validate.check_data``, from the config);
     only what needs the files (a local file smaller than the dataset) is checked when they are read."""
 
     def __init__(
