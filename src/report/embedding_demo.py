@@ -31,6 +31,8 @@ COLUMNS: dict[str, str] = {"Softmax": "original softmax", "ModifiedSoftmax": "mo
 # YunYang1994/SphereFace README, MNIST test accuracy (a different dataset and recipe).
 YUNYANG_MNIST: dict[str, float] = {"Softmax": 0.9775, "ModifiedSoftmax": 0.9847, "SphereFace": 0.9896}
 EMBEDDINGS = "test_embeddings.npz"
+DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"}
+CLOSE_DEG = 10.0  # class directions closer than this count as (nearly) merged
 LEGEND_IN = 2.3  # inches kept free on the right for the class legend
 
 
@@ -125,7 +127,9 @@ def dimension_figure(cells: dict[tuple[int, str], Cell], dim: int, out: Path, se
     handles, texts = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, texts, loc="center right", fontsize=8, markerscale=4, title="class (lines: class directions)",
                title_fontsize=8)
-    fig.suptitle(f"{dim}-D embeddings of the Fashion-MNIST test set (small{dim}d)", fontsize=11)
+    datasets = sorted({DATASET_NAMES.get(r.data, r.data) for cell in columns for r in cell.runs})
+    backbones = sorted({r.backbone for cell in columns for r in cell.runs})
+    fig.suptitle(f"{dim}-D embeddings of the {' / '.join(datasets)} test set ({', '.join(backbones)})", fontsize=11)
     fig.subplots_adjust(left=0.03, right=1 - LEGEND_IN / fig.get_figwidth(), top=0.88, bottom=0.04, wspace=0.25,
                         hspace=0.3)
     path = out / f"embeddings_{dim}d.png"
@@ -134,15 +138,34 @@ def dimension_figure(cells: dict[tuple[int, str], Cell], dim: int, out: Path, se
     return path
 
 
+def embedding_shape(data: dict) -> tuple[int, float]:
+    """How many pairs of class directions lie within ``CLOSE_DEG`` of each other (classes the head
+    has all but merged), and the median norm of the test embeddings."""
+    w = data["directions"].reshape(len(data["directions"]), -1, data["directions"].shape[-1])[:, 0]
+    w = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    angles = np.degrees(np.arccos(np.clip(w @ w.T, -1.0, 1.0)))[np.triu_indices(len(w), 1)]
+    return int((angles < CLOSE_DEG).sum()), float(np.median(np.linalg.norm(data["embeddings"], axis=1)))
+
+
+def _spread(values: Sequence[float], fmt: str = ".1f") -> str:
+    """Mean over seeds with the per-seed values: '5.0 (7, 5, 3)'."""
+    return f"{np.mean(values):{fmt}} ({', '.join(f'{v:{fmt}}' if isinstance(v, float) else str(v) for v in values)})"
+
+
 def accuracy_table(cells: dict[tuple[int, str], Cell], skipped: Sequence[str]) -> str:
     """Markdown: test accuracy (and the leakage audit's label-fed reading) per (dim, loss), mean ±
-    std over seeds, YunYang's MNIST number beside it; then the runs used and those left out."""
+    std over seeds, YunYang's MNIST number beside it, how many class directions (nearly) coincide
+    and the embeddings' median norm; then the runs used and those left out."""
     lines = ["| embedding | loss | test acc (label-free) | label-fed audit | best val acc | seeds | "
-             "YunYang, MNIST (other data, other recipe) |", "|---|---|---|---|---|---|---|"]
+             f"YunYang, MNIST (other data, other recipe) | class-direction pairs < {CLOSE_DEG:g}° | median test ‖x‖ |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for (dim, head), cell in sorted(cells.items(), key=lambda kv: (kv[0][0], list(COLUMNS).index(kv[0][1]))):
         seeds = ", ".join(str(r.seed) for r in cell.runs)
+        shapes = [embedding_shape(load_test_embeddings(r.folder / EMBEDDINGS)) for r in cell.runs]
+        close, norms = [c for c, _ in shapes], [n for _, n in shapes]
         lines.append(f"| {dim}-D | {cell.label} | {_pct(*cell.accuracy())} | {_pct(*cell.accuracy('test_acc_leaky'))} "
-                     f"| {_pct(*cell.accuracy('val_acc_best'))} | {seeds} | {100 * YUNYANG_MNIST[head]:.2f}% |")
+                     f"| {_pct(*cell.accuracy('val_acc_best'))} | {seeds} | {100 * YUNYANG_MNIST[head]:.2f}% "
+                     f"| {_spread(close)} | {_spread(norms, '.2f')} |")
     lines += ["", "Runs used:", ""]
     for cell in sorted(cells.values(), key=lambda c: (c.dim, list(COLUMNS).index(c.head))):
         lines += [f"- `{r.folder.name}`: test {100 * (r.value('test_acc') or 0):.2f}%" for r in cell.runs]

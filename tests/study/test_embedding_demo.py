@@ -103,3 +103,10 @@ def test_nothing_to_draw_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     write_run(tmp_path / "runs" / "seed_cnn_run")
     assert embedding_demo.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 1
     assert "no finished 2-D / 3-D runs" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_embedding_shape_counts_merged_directions() -> None:
+    directions = np.array([[1.0, 0.0], [1.0, 0.05], [0.0, 1.0], [-1.0, 0.0]])[:, None, :]  # rows 0, 1: 2.9° apart
+    close, norm = embedding_demo.embedding_shape({"directions": directions,
+                                                  "embeddings": np.array([[3.0, 4.0], [0.0, 1.0], [6.0, 8.0]])})
+    assert (close, norm) == (1, 5.0)
