@@ -89,14 +89,17 @@ tb-screenshots: setup
 # make test: the suite a maintainer runs often (a few minutes on a 2-core machine), on every core
 # (pytest-xdist; TEST_JOBS=1 runs it in one process). It leaves out the long end-to-end checks marked
 # slow (fault injection loops, real DDP processes, sweeps and servers, cluster runs); make test-all
-# (and .ci/run) runs everything, in one process.
+# (and .ci/run) runs make test and then the slow group (make test-slow), in one process.
 TEST_JOBS ?= auto
 test: setup
 	$(PY) -m pytest -m "not slow" $(if $(filter 1,$(TEST_JOBS)),,-n $(TEST_JOBS)) $(PYTEST_ARGS)
 	@echo "make test left out the end-to-end checks marked slow (fault injection, real processes and servers, cluster runs): make test-all runs them too"
 
-test-all: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+test-all: test test-slow
+
+# The slow group alone, in one process (its tests start processes, servers and cluster jobs of their own).
+test-slow: setup
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests
