@@ -10,7 +10,7 @@ DATASET ?= fashion_mnist
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test test-all lint study study-extended study-extended-report audit study-report study-quick evaluate report bench tb-screenshots clean
+.PHONY: setup data train test test-all test-slow lint study study-extended study-extended-report audit study-report study-quick evaluate report bench tb-screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
