@@ -4,12 +4,16 @@ best checkpoint replaces the figures."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from src.config import CONF_DIR
 from src.errors import RunFolderError
 from src.runs.folder import CONFIG, EVALUATION, RECORD, RunFolder, find_runs
 from src.utils.text import finite_number as _number
@@ -19,6 +23,20 @@ __all__ = ["CONFIG", "EVALUATED_KEYS", "EVALUATION", "RECORD", "Run", "find_run_
 # What a later evaluation (src/training/evaluation.py) re-measures; it replaces the record's values.
 EVALUATED_KEYS = ("test_acc", "test_acc_macro", "test_acc_leaky", "test_confusion", "class_names", "geometry",
                   "open_set", "retrieval")
+
+
+@functools.cache
+def declared_recipe(experiment: Any) -> str | None:
+    """The ``recipe`` that ``conf/experiment/<experiment>.yaml`` declares, for runs that started
+    before their experiment declared it (their stored config lacks the key)."""
+    if not isinstance(experiment, str) or not experiment.replace("_", "").isalnum():
+        return None
+    path = CONF_DIR / "experiment" / f"{experiment}.yaml"
+    try:
+        recipe = (yaml.safe_load(path.read_text()) or {}).get("recipe")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return recipe if isinstance(recipe, str) else None
 
 
 @dataclass
@@ -55,7 +73,8 @@ class Run:
         """The recipe the run is compared under: the config's ``recipe`` when it names one (an
         experiment that extends another's grid with the same recipe, e.g. study_extended ->
         study), else the experiment it ran."""
-        return str(self.config.get("recipe") or self.record.get("experiment") or "-")
+        experiment = self.record.get("experiment")
+        return str(self.config.get("recipe") or declared_recipe(experiment) or experiment or "-")
 
     @property
     def backbone(self) -> str:

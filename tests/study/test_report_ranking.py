@@ -42,3 +42,19 @@ def test_minutes_per_epoch_is_the_median_over_runs(tmp_path: Path) -> None:
     (group,) = group_runs(load_runs([root]))
     cost, where = minutes_per_epoch(group)
     assert cost == 1.0 and where == "m"
+
+
+def test_an_experiment_that_declares_the_study_recipe_is_compared_with_it(tmp_path: Path) -> None:
+    """study_extended's runs (even ones whose stored config predates its ``recipe`` key) share
+    experiment=study's baseline: conf/experiment/study_extended.yaml declares ``recipe: study``."""
+    root = tmp_path / "runs"
+    for seed in range(3):
+        write_run(root / f"softmax_{seed}", "softmax", seed=seed, test_acc=0.90 + 0.001 * seed)
+        write_run(root / f"cosface_{seed}", "cosface", 0.35, seed=seed, test_acc=0.95 + 0.001 * seed,
+                  experiment="study_extended")
+    write_run(root / "quick", "cosface", 0.35, seed=0, test_acc=0.5, experiment="study_quick")
+    groups = group_runs(load_runs([root]))
+    labels = [g.label for g in groups]
+    assert "cosface m=0.35 [study]" in labels and "cosface m=0.35 [study_quick]" in labels
+    (extended,) = [g for g in groups if g.label == "cosface m=0.35 [study]"]
+    assert len(extended.runs) == 3
