@@ -66,6 +66,7 @@ def train_in_process(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     as it does from the shell, and ``src.cli`` reports its errors as it does there); the exit
     status (0 when it returns). A fresh interpreter per command costs seconds of imports that a
     test of the command line's behaviour does not need."""
+    import logging
     import runpy
     import sys
 
@@ -74,12 +75,25 @@ def train_in_process(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     GlobalHydra.instance().clear()
     monkeypatch.setitem(src.cli._state, "job_started", False)  # as in a fresh process
     monkeypatch.setattr(sys, "argv", [str(REPO / "src" / "train.py"), *argv])
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    disabled = {name: log.disabled for name, log in logging.root.manager.loggerDict.items()
+                if isinstance(log, logging.Logger)}
     try:
         runpy.run_module("src.train", run_name="__main__", alter_sys=False)
     except SystemExit as err:
         return int(err.code or 0)
     finally:
         GlobalHydra.instance().clear()
+        # Hydra's job logging (a file handler in the run folder) must not outlive the command: the
+        # next test's log lines would go to a folder that may be gone.
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, was in disabled.items():
+            logging.getLogger(name).disabled = was
     return 0
 
 
@@ -100,3 +114,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if any(item.get_closest_marker(name) for name in SLOW_MARKERS):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_handlers():
+    """A test that runs ``src.train`` in this process leaves Hydra's job logging behind (a file
+    handler on the run folder's train.log, which the test may delete): later tests in the same
+    worker would log into a closed, removed file. Put every logger's handlers back as they were."""
+    import logging
+
+    def snapshot() -> dict[str, list[logging.Handler]]:
+        loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                          if isinstance(lg, logging.Logger))]
+        return {lg.name: list(lg.handlers) for lg in loggers}
+
+    before = snapshot()
+    yield
+    for name, handlers in snapshot().items():
+        logger = logging.getLogger() if name == "root" else logging.getLogger(name)
+        kept = before.get(name, [])
+        for handler in handlers:
+            if handler not in kept:
+                logger.removeHandler(handler)
+                handler.close()
+        for handler in kept:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
