@@ -5,8 +5,8 @@ side with the 2-D and 3-D features each learns. This draws the same comparison f
 (``experiment=embedding_demo``): one figure per embedding size, three columns (the three losses),
 two rows (raw features; features normalised onto the unit circle / sphere), the class directions
 drawn and the classes coloured and named, each column titled with its test accuracy as mean ± std
-over seeds. Never trains and needs no checkpoint: it reads each run's record and the
-``test_embeddings.npz`` the run wrote at its test (``src.callbacks.embeddings``). Writes
+over seeds. Never trains and needs no checkpoint: it reads each run's record and the test
+embeddings (``src.runs.folder.TEST_EMBEDDINGS``) the run wrote at its test (``src.callbacks.embeddings``). Writes
 ``embeddings_2d.png``, ``embeddings_3d.png`` and ``accuracy.md`` (the table, with every run used)
 into ``--out``.
 """
@@ -24,13 +24,14 @@ import numpy as np
 from src.callbacks.embeddings import draw_embeddings, load_test_embeddings
 from src.report.runs import Run, load_runs
 from src.report.stats import mean_std
+from src.runs.folder import TEST_EMBEDDINGS
 
 # Columns in YunYang's order, keyed by the head's class name (config loss._target_).
 COLUMNS: dict[str, str] = {"Softmax": "original softmax", "ModifiedSoftmax": "modified softmax",
                            "SphereFace": "A-Softmax"}
 # YunYang1994/SphereFace README, MNIST test accuracy (a different dataset and recipe).
 YUNYANG_MNIST: dict[str, float] = {"Softmax": 0.9775, "ModifiedSoftmax": 0.9847, "SphereFace": 0.9896}
-EMBEDDINGS = "test_embeddings.npz"
+EMBEDDINGS = TEST_EMBEDDINGS
 DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"}
 CLOSE_DEG = 10.0  # class directions closer than this count as (nearly) merged
 LEGEND_IN = 2.3  # inches kept free on the right for the class legend

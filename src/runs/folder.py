@@ -54,6 +54,8 @@ EVALUATION = "evaluation.json"
 HYDRA = ".hydra"
 HYDRA_COPIES = {"config": "config.yaml", "hydra": "hydra.yaml", "overrides": "overrides.yaml"}
 EVENT_FILES = "events.out.tfevents.*"
+# 2-D / 3-D runs: the test embeddings, labels, predictions and class directions (src.callbacks.embeddings).
+TEST_EMBEDDINGS = "test_embeddings.npz"
 # A path inside the run folder, as its resolved config writes it: relative to the folder itself.
 RUN_ROOT = "<run>"
 # Keys that name a folder inside the run in every config (conf/callbacks/default.yaml): an older,
