@@ -47,5 +47,5 @@ def test_killed_study_sweep_continues_with_the_same_command(synthetic_root: Path
     summary = json.loads((sweep / "summary.json").read_text())
     assert summary["counts"] == {"finished": 4}
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == [
-        "softmax_seed0", "softmax_seed1", "sphereface_m2_seed0", "sphereface_m2_seed1",
-    ]  # fmt: skip
+        "_seeds", "softmax_seed0", "softmax_seed1", "sphereface_m2_seed0", "sphereface_m2_seed1",
+    ]  # fmt: skip  (_seeds: the seed bands that the multirun's end writes)
