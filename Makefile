@@ -81,9 +81,10 @@ bench: data
 # Headless-Chromium screenshots of TensorBoard's Time Series, Images, HParams and Projector tabs
 # over a finished sweep, for a person to look at before a release (needs: apt-get install chromium).
 # make tb-screenshots LOGDIR=outputs/multiruns/<sweep> SHOTS=docs/img ARGS=--palette  (default: newest sweep)
-LOGDIR ?= $(lastword $(sort $(wildcard outputs/multiruns/*)))
+LOGDIR ?= $(patsubst %/,%,$(lastword $(sort $(wildcard outputs/multiruns/*/))))
 SHOTS ?= outputs/screenshots
 tb-screenshots: setup
+	$(if $(strip $(LOGDIR)),,$(error no LOGDIR given and no sweep folder in $(CURDIR)/outputs/multiruns/; name one: make tb-screenshots LOGDIR=<run or sweep folder>))
 	$(PY) -m src.tb.screenshots $(LOGDIR) --out $(SHOTS) $(ARGS)
 
 # make test: the suite a maintainer runs often (a few minutes on a 2-core machine), on every core

@@ -6,6 +6,11 @@
   useful charts down in Time Series).
 - ``LearningRateMonitor``'s ``lr-<OptimizerClass>`` becomes ``train/lr``, one tag whatever the
   optimiser, so runs with different optimisers share a chart.
+- Each head's loss (``train/loss`` per step, ``train/loss_epoch``, ``val/loss`` as the module logs
+  them) is written under ``loss_own_scale/`` (``LOSS_TAGS``): it is that configuration's own
+  objective on its own scale (ArcFace's floor is set by its s and m, softmax's is near 0), so the
+  tag says it is not to be compared across heads or margins, and the ``train/`` and ``val/`` groups
+  hold only what every run measures the same way (accuracies, the learning rate).
 - ``val/acc_best``: the best validation accuracy so far, logged beside each ``val/acc``; its last
   value is the run's ``val_acc_best`` (the checkpoint-selection score), which HParams shows.
 - No per-run HParams *experiment* record and no ``hparams.yaml``: Lightning writes both from
@@ -28,10 +33,17 @@ from pytorch_lightning.utilities import rank_zero_only
 _LR_TAG = re.compile(r"^lr-[A-Za-z0-9_.]+?(?P<index>-\d+)?(?P<momentum>-momentum)?(?P<group>/pg\d+)?$")
 
 
+# The per-head losses, as the module logs them -> as the loggers write them (see the module docstring).
+LOSS_TAGS = {"train/loss": "loss_own_scale/train", "train/loss_epoch": "loss_own_scale/train_epoch",
+             "val/loss": "loss_own_scale/val"}
+
+
 def stable_tag(tag: str) -> str | None:
     """The tag a Lightning metric is written under (None: not written)."""
     if tag == "epoch":
         return None
+    if tag in LOSS_TAGS:
+        return LOSS_TAGS[tag]
     match = _LR_TAG.match(tag)
     if match is None:
         return tag
@@ -40,8 +52,8 @@ def stable_tag(tag: str) -> str | None:
 
 
 class StableTags:
-    """Mixin for any Lightning logger: the tags above (``train/lr``, no ``epoch``, ``val/acc_best``),
-    so TensorBoard, CSV and MLflow hold the same metric names."""
+    """Mixin for any Lightning logger: the tags above (``train/lr``, ``loss_own_scale/*``, no
+    ``epoch``, ``val/acc_best``), so TensorBoard, CSV and MLflow hold the same metric names."""
 
     val_acc_best = -math.inf
 

@@ -27,11 +27,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-# Tab -> URL query and fragment, as the README recommends: smoothing 0 (TensorBoard's default 0.6
-# bends curves of a few points), val/acc and train/loss pinned on top.
+from src.tb.command import first_screen_query
+
+# Tab -> URL query and fragment, as the README recommends. Time Series: the first screen every run
+# prints (src.tb.command): smoothing 0 (TensorBoard's default 0.6 bends curves of a few points), only
+# the accuracy charts, val/acc and train/acc pinned on top.
 TABS = {
-    "timeseries": "?smoothing=0&pinnedCards=%5B%7B%22plugin%22%3A%22scalars%22%2C%22tag%22%3A%22val/acc%22%7D%2C"
-                  "%7B%22plugin%22%3A%22scalars%22%2C%22tag%22%3A%22train/loss%22%7D%5D#timeseries",
+    "timeseries": first_screen_query(),
     "images": "#images",
     "hparams": "#hparams",
     "projector": "#projector",
@@ -57,6 +59,8 @@ PREPARE = {
         return cards.length;
     })()""",
 }
+# Where a multirun writes its sweep folders by default (conf/hydra/default.yaml), from the working directory.
+SWEEPS = Path("outputs/multiruns")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -67,6 +71,12 @@ def find_browser(name: str | None = None) -> str | None:
         if path:
             return path
     return None
+
+
+def newest_sweep(sweeps: Path = SWEEPS) -> Path | None:
+    """The newest sweep folder under ``sweeps`` (their names start with the time), or None."""
+    found = sorted(p for p in sweeps.iterdir() if p.is_dir()) if sweeps.is_dir() else []
+    return found[-1] if found else None
 
 
 def free_port() -> int:
@@ -237,7 +247,8 @@ def to_palette(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("logdir", type=Path, help="a sweep folder (or any TensorBoard logdir)")
+    parser.add_argument("logdir", type=Path, nargs="?",
+                        help=f"a run or sweep folder (any TensorBoard logdir); default: the newest in {SWEEPS}/")
     parser.add_argument("--out", type=Path, default=Path("outputs/screenshots"))
     parser.add_argument("--browser", help=f"Chromium executable (default: the first of {', '.join(BROWSERS)} found)")
     parser.add_argument("--size", default="2000x1050", help="window size, WIDTHxHEIGHT")
@@ -246,12 +257,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tabs", default=",".join(TABS), help="comma-separated subset of " + ",".join(TABS))
     args = parser.parse_args(argv)
 
+    if args.logdir is None:
+        args.logdir = newest_sweep()
+        if args.logdir is None:
+            print(f"error: no logdir given and no sweep folder in {SWEEPS.absolute()}/; name one: "
+                  "make tb-screenshots LOGDIR=<run or sweep folder> (or python -m src.tb.screenshots <folder>)",
+                  file=sys.stderr)
+            return 2
+    if not args.logdir.is_dir():
+        print(f"error: {args.logdir} is not a folder; name a run or sweep folder: "
+              "make tb-screenshots LOGDIR=<run or sweep folder>", file=sys.stderr)
+        return 2
     browser = find_browser(args.browser)
     if browser is None:
         print("error: Chromium not found (Debian/Ubuntu: apt-get install chromium)", file=sys.stderr)
-        return 2
-    if not args.logdir.is_dir():
-        print(f"error: {args.logdir} is not a folder", file=sys.stderr)
         return 2
     width, height = (int(v) for v in args.size.lower().split("x"))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,11 @@ def test_scalars_confusion_figures_and_hparams(tiny_config, tmp_path: Path) -> N
     assert not list((tmp_path / "run").rglob("hparams.yaml"))
     scalars = {tag for acc in events for tag in acc.Tags()["scalars"]}
     images = {tag for acc in events for tag in acc.Tags()["images"]}
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "val/acc_macro", "test/acc_macro"):
+    for tag in ("loss_own_scale/train", "loss_own_scale/train_epoch", "loss_own_scale/val", "train/acc", "val/acc",
+                "test/acc", "val/acc_macro", "test/acc_macro"):
         assert tag in scalars, tag
+    # The losses (each head's own scale) only in their own group, never beside the accuracies.
+    assert not {"train/loss", "train/loss_epoch", "val/loss"} & scalars
     assert "train/lr" in scalars and not [t for t in scalars if t.startswith(("lr-", "hparams/")) or t == "epoch"]
     assert {"val/confusion", "test/confusion"} <= images
 

@@ -25,7 +25,8 @@ from tests.conftest import REPO, TINY
 pytestmark = pytest.mark.slow  # a real sweep read by a real TensorBoard server
 
 QUICK = [*TINY, "trainer.max_epochs=2", "trainer.limit_train_batches=3", "analysis.geometry=false"]
-CURVES = {"train/loss", "train/acc", "train/lr", "val/loss", "val/acc", "val/acc_macro", "val/acc_best"}
+CURVES = {"loss_own_scale/train", "loss_own_scale/train_epoch", "loss_own_scale/val", "train/acc", "train/lr",
+          "val/acc", "val/acc_macro", "val/acc_best"}
 FINAL = {"test/acc", "test/acc_macro"}
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hydra.utils import instantiate
@@ -13,7 +17,7 @@ from src.tb.logger import stable_tag
 from src.utils.plots import confusion_figure, share_label
 from src.utils.resolvers import SWEPT_ENV, job_subdir, margin_label
 from src.utils.swept import sweep_keys
-from tests.conftest import compose_config
+from tests.conftest import REPO, compose_config
 
 
 def test_sweep_keys_are_the_overrides_with_several_values() -> None:
@@ -50,6 +54,10 @@ def test_stable_tags() -> None:
     assert stable_tag("lr-SGD/pg2") == "train/lr/pg2" and stable_tag("lr-SGD-momentum") == "train/momentum"
     assert stable_tag("lr-AdamW-1") == "train/lr-1"  # a second optimiser keeps its own curve
     assert stable_tag("val/acc") == "val/acc"
+    # Each head's loss is on its own scale: a group of its own, never beside the accuracies.
+    assert [stable_tag(t) for t in ("train/loss", "train/loss_epoch", "val/loss")] == [
+        "loss_own_scale/train", "loss_own_scale/train_epoch", "loss_own_scale/val"]
+    assert stable_tag("train/acc") == "train/acc"
 
 
 def test_share_labels_never_round_a_count_away() -> None:
@@ -126,7 +134,7 @@ def test_logger_tags_and_final_records_in_the_run_folder(tmp_path) -> None:
     log_final([logger], cfg, {"val_acc_best": 0.7, "global_step": 10, "test_acc": 0.6}, choices={"loss": "arcface"})
     acc = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
-    assert sorted(acc.Tags()["scalars"]) == ["train/loss", "train/lr", "val/acc", "val/acc_best"]
+    assert sorted(acc.Tags()["scalars"]) == ["loss_own_scale/train", "train/lr", "val/acc", "val/acc_best"]
     assert [(e.step, round(e.value, 3)) for e in acc.Scalars("val/acc_best")] == [(4, 0.5), (9, 0.5), (10, 0.7)]
     content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
     assert set(content) == {metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG}
@@ -156,3 +164,33 @@ def test_screenshots_give_up_waiting_at_the_timeout(capsys: pytest.CaptureFixtur
     count = iter(range(10**6))
     value = wait_until_stable(lambda: str(next(count)), timeout=0.05, settle=3, interval=0.01)
     assert value.isdigit() and "still loading" in capsys.readouterr().err
+
+
+def test_screenshots_without_a_logdir_say_what_to_pass(tmp_path, monkeypatch, capsys) -> None:
+    """No folder named and no sweep to default to: one line naming where it looked and what to type
+    (never argparse's usage message); with a sweep there, the newest one is used."""
+    from src.tb.screenshots import main, newest_sweep
+
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "make tb-screenshots LOGDIR=<run or sweep folder>" in lines[0], lines
+    assert f"{tmp_path / 'outputs' / 'multiruns'}/" in lines[0]
+    assert main([str(tmp_path / "nowhere"), "--browser", "no-such-browser-here"]) == 2
+    assert "nowhere is not a folder" in capsys.readouterr().err  # the folder first, then the browser
+    for name in ("2026-01-02_10-00-00_a", "2026-01-03_09-00-00_b"):
+        (tmp_path / "outputs" / "multiruns" / name).mkdir(parents=True)
+    assert newest_sweep() == Path("outputs/multiruns/2026-01-03_09-00-00_b")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_tb_screenshots_without_logdir_names_what_to_pass(tmp_path) -> None:
+    """``make tb-screenshots`` where no sweep exists stops before starting anything, in one line
+    (``-o setup``: the virtual environment is not the point here and is never built in tmp_path)."""
+    proc = subprocess.run(["make", "--no-print-directory", "-o", "setup", "-f", str(REPO / "Makefile"),
+                           "tb-screenshots"], cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and not proc.stdout, proc
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "make tb-screenshots LOGDIR=<run or sweep folder>" in lines[0], lines
+    assert f"{tmp_path}/outputs/multiruns/" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing built, nothing written
