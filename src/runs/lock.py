@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,8 +49,8 @@ def hold(folder: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunFolderError(
-                f"run folder {folder} is in use: another process is training in it; wait for that process to "
-                "end (rerunning the same command then continues the run) or name another folder"
+                f"run folder {folder} is in use: another process is training in it; name another folder, or wait "
+                f"for that process to end and continue the run with: python -m src.train --resume {shlex.quote(str(folder))}"
             ) from None
         except OSError as err:  # e.g. ENOLCK on a network file system: run unguarded, say so
             log.warning("cannot lock run folder %s (%s): not guarded against a second process", folder, err)

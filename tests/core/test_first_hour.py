@@ -333,9 +333,6 @@ def test_a_folder_in_use_is_refused_with_a_command_for_later(synthetic_root, tmp
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and f"run folder {folder} is in use" in lines[0], lines
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
-    if "python -m src.train" not in lines[0]:
-        pytest.xfail("src/runs/lock.py's refusal says 'rerunning the same command then continues the run' but "
-                     "names no command (and the same command rerun is refused: the folder holds a run)")
     assert train(pasted(suggested(lines[0]), tmp_path), monkeypatch) == 0
     assert "already finished" in capsys.readouterr().out
 
