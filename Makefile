@@ -10,7 +10,7 @@ DATASET ?= fashion_mnist
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data train test test-all test-slow lint study study-extended study-extended-report audit study-report study-quick evaluate report bench tb-screenshots clean
+.PHONY: setup data train test test-all test-slow lint study study-extended study-extended-search study-extended-report audit study-report study-quick evaluate report bench tb-screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ audit: data
 # experiments/study_extended/runs/, continued by rerunning; its report reads the study's runs too.
 study-extended: data
 	$(PY) -m src.train -m experiment=study_extended hydra/launcher=local_parallel hydra.launcher.n_jobs=$(STUDY_JOBS) $(ARGS)
+
+# The validation-only search for heads whose paper values fail here (conf/experiment/study_extended_search.yaml).
+study-extended-search: data
+	$(PY) -m src.train -m experiment=study_extended_search hydra/launcher=local_parallel hydra.launcher.n_jobs=$(STUDY_JOBS) $(ARGS)
 
 study-extended-report: setup
 	$(PY) -m src.report experiments/study/runs experiments/study_extended/runs --out experiments/study_extended

@@ -32,7 +32,8 @@ def test_sweep_is_the_full_grid_over_three_seeds() -> None:
         assert params["study_config"].split(",") == list(GRID)
         assert len(params["seed"].split(",")) >= 3
     extended = sweeper_params("study_extended")["study_config"].split(",")
-    assert sorted(p.stem for p in (CONF_DIR / "study_config").glob("*.yaml")) == sorted([*GRID, *extended])
+    searched = sweeper_params("study_extended_search")["study_config"].split(",")
+    assert sorted(p.stem for p in (CONF_DIR / "study_config").glob("*.yaml")) == sorted([*GRID, *extended, *searched])
 
 
 def test_every_configuration_shares_one_recipe(tiny_config) -> None:
@@ -95,3 +96,21 @@ def test_extended_study_shares_the_study_recipe(synthetic_root) -> None:
         cfg = compose_config(["experiment=study_extended", f"study_config={point}"])
         assert cfg.recipe == "study" and cfg.name == point
         assert _recipe(cfg) == reference, point
+
+
+def test_extended_search_is_seed_0_of_the_same_recipe(synthetic_root) -> None:
+    """The validation-only search runs seed 0 only, into its own folder, each point under its own
+    name (so the report never pools it with the paper's values), with the study's recipe."""
+    from tests.conftest import compose_config
+
+    params = sweeper_params("study_extended_search")
+    assert params["seed"] == "0" or params["seed"] == 0
+    reference = _recipe(compose_config(["experiment=study", "study_config=softmax"]))
+    extended = set(sweeper_params("study_extended")["study_config"].split(","))
+    for point in params["study_config"].split(","):
+        cfg = compose_config(["experiment=study_extended_search", f"study_config={point}"])
+        assert cfg.name == point and point not in extended and cfg.recipe == "study"
+        assert _recipe(cfg) == reference, point
+    lmin = compose_config(["experiment=study_extended_search", "study_config=lsoftmax_m4_lmin5"]).loss
+    paper = compose_config(["experiment=study_extended", "study_config=lsoftmax_m4"]).loss
+    assert lmin.lambda_min == 5.0 and {**lmin, "lambda_min": 0.0} == dict(paper)
