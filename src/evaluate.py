@@ -2,7 +2,9 @@
 
 PATH is a run folder, a sweep folder (every finished run below it) or a checkpoint file. Each run
 is re-tested from its validation-selected checkpoint and every analysis is re-run
-(``src.training.evaluation``); the result is written into the run folder.
+(``src.training.evaluation``) on all of its test set; the result is written into the run folder,
+with the number of test images it used beside the number the run's own test used. A run folder
+that cannot be written (a read-only mount) is one line, and nothing is written into it.
 Runs that are not finished are skipped, runs that cannot be evaluated (a damaged checkpoint, a
 missing file) are listed with the reason, and the others go on. ``key=value`` arguments override
 keys of each run's config (e.g. ``trainer.accelerator=cpu``, ``data.root=/data``).
@@ -31,7 +33,11 @@ def _one_line(err: BaseException) -> str:
 
 def _summary(evaluation: dict) -> str:
     retrieval = evaluation.get("retrieval") or {}
-    shown = [f"test acc {evaluation['test_acc']:.4f}"]
+    images = evaluation.get("test_images")
+    shown = [f"test acc {evaluation['test_acc']:.4f}" + (f" on {images} test images" if images else "")]
+    own, own_images = evaluation.get("training_test_acc"), evaluation.get("training_test_images")
+    if isinstance(own, float) and own_images and own_images != images:  # limit_test_batches cut the run's test
+        shown.append(f"the run's own test {own:.4f} on {own_images}")
     if isinstance(retrieval.get("map_at_r"), float):
         shown.append(f"MAP@R {retrieval['map_at_r']:.4f}")
     return ", ".join(shown)

@@ -16,8 +16,14 @@ Reads what finished runs saved (the run record and the resolved config in each r
   configuration), ``significance.csv``, ``confused_pairs.csv`` and the PNG figures.
 
 A run folder that holds an evaluation of its best checkpoint (``python -m src.evaluate``: re-tested
-later, without training) contributes that file's test figures and analyses instead of the training
-record's; the report says how many did.
+later, without training, on all of the test set) contributes that file's test figures and analyses
+instead of the training record's, unless it tested fewer images than the run's own test; the report
+says which figure each run contributes and on how many test images (``src.report.figure_source``).
+
+The report appears whole or not at all: built aside, then put in place in one step, or, in a folder
+shared with other files (``experiments/study/``), with ``report.md`` out first and in last; a killed
+report's leftovers are cleaned by the next (``src.report.output``). An output folder that cannot be
+written (the default ``<run>/report`` of a run on a read-only mount) is one line, exit 1.
 
 Runs are grouped by (experiment, data, backbone, loss, m); the first three show in a label only
 when the report mixes several values. A group whose runs differ in another setting is flagged.

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.report.confusions import confusion_change_section
+from src.report.figure_source import figure_source_lines
 from src.report.figures import confusion_grid, curve_figures
 from src.report.format import num, pct, table, write_csv
 from src.report.gap import CSV_HEADER, gap_section, is_audit_run
@@ -58,6 +59,7 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
     if evaluated:
         md.append(f"{evaluated} of the used runs contribute the figures of their `{EVALUATION}` (the best "
                   "checkpoint re-tested by `python -m src.evaluate`, no training) instead of the training record's.")
+    md += figure_source_lines(runs, groups)
     md += ["", "Test accuracy is the honest one: the best-validation checkpoint evaluated once on the "
            "test set with label-free prediction. *Leaky* is the leakage audit: the same checkpoint scored by the "
            "argmax of the margin logits built with the true label (a margin on the true class only, which "

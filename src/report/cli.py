@@ -21,6 +21,13 @@ def _usage() -> str:
     return report.__doc__ or ""
 
 
+def cannot_write(out: Path, err: OSError) -> str:
+    """One line for an output folder that cannot be written."""
+    where = f" ({err.filename})" if err.filename and str(err.filename) != str(out) else ""
+    return (f"cannot write the report to {out}: {err.strerror or err}{where}; no report written there (an "
+            "earlier one is as it was); name a writable output folder with --out DIR")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m src.report", description=_usage().split("\n\n")[0])
     parser.add_argument("folders", nargs="+", help="run folders or sweep folders (searched recursively)")
@@ -40,14 +47,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs, duplicates = mark_duplicates(runs)
     for line in duplicates:
         print(f"warning: {line}", file=sys.stderr)
+    base = None  # several folders without --out: a new folder under it
     if args.out:
         out = Path(args.out)
     elif len(args.folders) == 1 and Path(args.folders[0]).is_dir():
         out = Path(args.folders[0]) / "report"
     else:
-        out = new_report_folder(Path("outputs/reports"))
-    with publish(out) as staging:  # built aside, then moved in whole: a concurrent report never mixes in
-        build_report(runs, staging, args.folders)
+        out = base = Path("outputs/reports")
+    try:
+        if base is not None:
+            out = new_report_folder(base)
+        with publish(out) as staging:  # built aside, then put in place whole (src/report/output.py)
+            build_report(runs, staging, args.folders)
+    except OSError as err:  # a read-only run folder (the default output is inside it), a full disk
+        print(f"error: {cannot_write(out, err)}", file=sys.stderr)
+        return 1
     used = sum(r.usable for r in runs)
     print(f"report: {out / 'report.md'} ({used} run(s) used, {len(runs) - used} listed as not used)")
     if not used:

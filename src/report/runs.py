@@ -1,6 +1,7 @@
 """Reading run folders (``src.runs.folder``): each one as a ``Run`` (its record, its resolved
 config, a status and a reason), never raising whatever the files hold; a later evaluation of the
-best checkpoint replaces the figures."""
+best checkpoint replaces the figures unless it tested fewer images than the run's own test (the
+run knows which figure it holds, ``test_source``, and on how many images, ``test_images``)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ import yaml
 from src.config import CONF_DIR
 from src.errors import RunFolderError
 from src.runs.folder import CONFIG, EVALUATION, RECORD, RunFolder, find_runs
+from src.training.evaluation import recorded_test_images
 from src.utils.text import finite_number as _number
 
 __all__ = ["CONFIG", "EVALUATED_KEYS", "EVALUATION", "RECORD", "Run", "find_run_folders", "load_run", "load_runs"]
 
 # What a later evaluation (src/training/evaluation.py) re-measures; it replaces the record's values.
 EVALUATED_KEYS = ("test_acc", "test_acc_macro", "test_acc_leaky", "test_confusion", "class_names", "geometry",
-                  "open_set", "retrieval")
+                  "open_set", "retrieval", "test_images")
 
 
 @functools.cache
@@ -129,6 +131,16 @@ class Run:
         return bool(self.record.get("evaluated_at"))
 
     @property
+    def test_source(self) -> str:
+        """The file the test figures come from: the evaluation's or the training record."""
+        return EVALUATION if self.evaluated else RECORD
+
+    @property
+    def test_images(self) -> int | None:
+        """How many test images the test figures come from (None: not recorded)."""
+        return recorded_test_images(self.record)
+
+    @property
     def usable(self) -> bool:
         return self.status == "finished" and self.value("test_acc") is not None
 
@@ -189,7 +201,10 @@ def load_run(folder: Path) -> Run:
 
 def with_evaluation(folder: RunFolder | Path, record: dict[str, Any]) -> dict[str, Any]:
     """The training record with the figures of the run's evaluation of its best checkpoint (re-tested
-    by ``python -m src.evaluate``) in place of its own, when that file is usable."""
+    by ``python -m src.evaluate``, on all of the test set) in place of its own, when that file is
+    usable and tested no fewer images than the run's own test (which ``trainer.limit_test_batches``
+    may have cut). The run's own figure stays beside it (``training_test_acc`` / ``_images``); an
+    evaluation on fewer images is named in ``evaluation_not_used``."""
     try:
         evaluation = RunFolder.of(folder).read_evaluation()
     except RunFolderError:
@@ -197,9 +212,13 @@ def with_evaluation(folder: RunFolder | Path, record: dict[str, Any]) -> dict[st
     if not (isinstance(evaluation, dict) and evaluation.get("status") == "finished"
             and evaluation.get("best_checkpoint") is True and _number(evaluation.get("test_acc")) is not None):
         return record
+    own, evaluated = recorded_test_images(record), recorded_test_images(evaluation)
+    if own is not None and evaluated is not None and evaluated < own:
+        return {**record, "evaluation_not_used": f"{EVALUATION} tested {evaluated} images, the run's own test {own}"}
     merged = {k: v for k, v in record.items() if k not in EVALUATED_KEYS}  # no stale figure survives
     merged.update({k: evaluation[k] for k in EVALUATED_KEYS if k in evaluation})
     merged["evaluated_at"] = evaluation.get("evaluated_at") or "unknown"
+    merged["training_test_acc"], merged["training_test_images"] = record.get("test_acc"), own
     return merged
 
 

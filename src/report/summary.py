@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from src.report.figure_source import images_cell
 from src.report.format import write_csv
 from src.report.groups import Group
 from src.report.provenance import machines, segments
 from src.report.runs import Run
 from src.report.stats import Comparison, confused_pairs, mean_std
+from src.utils.text import finite_number as _number
 
 GEOMETRY_KEYS = ("max_intra_deg", "min_inter_deg", "mean_to_center_deg")
 OPEN_SET_KEYS = ("roc_auc", "tar_far1e-2", "tar_far1e-3", "recall_at_1")
@@ -26,6 +28,7 @@ def summary_row(group: Group) -> dict[str, Any]:
     }
     for name in ("test_acc", "test_acc_leaky", "test_acc_macro", "val_acc_best", "epochs", "wall_time_s"):
         row[f"{name}_mean"], row[f"{name}_std"] = mean_std(group.values(name))
+    row["test_images"] = images_cell(group.runs)  # the test figures' image counts (two: mixed)
     for name in GEOMETRY_KEYS:
         row[f"geometry_{name}_mean"], row[f"geometry_{name}_std"] = mean_std(group.nested_values("geometry", name))
     holds = [run.record["geometry"].get("criterion_holds") for run in group.runs
@@ -47,7 +50,8 @@ def write_csvs(out: Path, runs: Sequence[Run], groups: Sequence[Group], summarie
               *[f"geometry_{k}" for k in GEOMETRY_KEYS], "geometry_criterion_holds",
               *[f"open_set_{k}" for k in OPEN_SET_KEYS], *[f"retrieval_{k}" for k in RETRIEVAL_KEYS],
               *[f"open_set_retrieval_{k}" for k in RETRIEVAL_KEYS], "evaluated_at", "commit",
-              "machine", "precision", "threads", "segments"]
+              "machine", "precision", "threads", "segments", "test_source", "test_images", "training_test_acc",
+              "training_test_images"]
     rows = []
     for run in runs:
         geometry = run.record.get("geometry") if isinstance(run.record.get("geometry"), dict) else {}
@@ -59,7 +63,8 @@ def write_csvs(out: Path, runs: Sequence[Run], groups: Sequence[Group], summarie
             *[run.nested("open_set", k) for k in OPEN_SET_KEYS], *[run.nested("retrieval", k) for k in RETRIEVAL_KEYS],
             *[run.open_set_retrieval(k) for k in RETRIEVAL_KEYS], run.record.get("evaluated_at"),
             run.record.get("commit"), machines(run), run.record.get("precision"), run.record.get("threads"),
-            len(segments(run)),
+            len(segments(run)), run.test_source if run.usable else "", run.test_images,
+            _number(run.record.get("training_test_acc")), run.record.get("training_test_images"),
         ])
     write_csv(out / "runs.csv", header, rows)
     if summaries:

@@ -12,11 +12,16 @@ set is run once through the same label-free ``test_step`` as after training, the
 
 The result goes into the run folder (``RunFolder.evaluation``: one file for the best checkpoint,
 one per other checkpoint), with the same keys as the run record; the training record and its
-history are never touched. ``python -m src.report`` prefers the best checkpoint's figures.
+history are never touched. It records how many test images it scored (``test_images``: all of the
+run's test set) beside how many the run's own test scored (``training_test_images``, which
+``trainer.limit_test_batches`` may have cut); ``python -m src.report`` shows the figure on more images
+and says which one it is. A run folder this process cannot write (a read-only mount) is refused in one
+line before anything is computed; nothing is ever written into it.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,6 +108,7 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
     started = time.time()
     run_dir = target.run_dir
     folder = RunFolder(run_dir)
+    _check_writable(folder)  # before minutes of testing: a read-only run folder is read, never written
     record = folder.readable_record()
     cfg = load_config(run_dir, overrides)
     try:
@@ -144,6 +150,9 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
     if confusion is not None:
         metrics["test_confusion"] = confusion.tolist()
     metrics["class_names"] = model.class_names
+    # How many test images the figures come from: all of the run's test set (no limit_test_batches
+    # here), which the run's own test may have cut short; its count is its confusion matrix's total.
+    metrics["test_images"] = int(confusion.sum()) if confusion is not None else None
     metrics.update(run_analyses(trainer, model, datamodule, cfg.get("analysis")))
 
     out = output_path(folder, checkpoint, best)
@@ -159,11 +168,41 @@ def evaluate(target: Target, overrides: Sequence[str] = ()) -> tuple[Path, dict[
         "precision": precision,
         "training_status": record.get("status"),
         "training_test_acc": record.get("test_acc"),
+        "training_test_images": recorded_test_images(record),
+        "training_limit_test_batches": trainer_cfg.get("limit_test_batches"),
         **metrics,
         "wall_time_s": round(time.time() - started, 2),
     }
     write_json_atomic(out, evaluation)
     return out, evaluation
+
+
+def recorded_test_images(record: dict[str, Any]) -> int | None:
+    """How many test images a run record's (or an evaluation's) test figures come from: its
+    ``test_images``, else the total of its test confusion matrix; None when it holds neither."""
+    count = record.get("test_images")
+    if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+        return count
+    matrix = record.get("test_confusion")
+    if not isinstance(matrix, list) or not matrix:
+        return None
+    cells = [cell for row in matrix if isinstance(row, list) for cell in row]
+    if len(cells) != len(matrix) ** 2 or not all(isinstance(c, int) and not isinstance(c, bool) for c in cells):
+        return None
+    return sum(cells) or None
+
+
+def _check_writable(folder: RunFolder) -> None:
+    """Refuse, in one line, a run folder this process cannot write its evaluation into."""
+    if not folder.path.is_dir() or os.access(folder.path, os.W_OK):
+        return
+    try:
+        why = "a read-only file system" if os.statvfs(folder.path).f_flag & os.ST_RDONLY else "no write permission"
+    except OSError:
+        why = "not writable"
+    raise EvaluationError(
+        f"{folder.evaluation()} cannot be written ({why}); nothing evaluated: copy the run folder somewhere "
+        "writable (a copied run folder evaluates the same) and evaluate the copy")
 
 
 def evaluation_precision(trainer_cfg: Any, record: dict[str, Any]) -> str:

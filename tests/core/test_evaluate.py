@@ -4,6 +4,7 @@ the training record left as it was."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -126,3 +127,53 @@ def test_an_old_run_folder_config_builds_with_moved_modules(tmp_path: Path) -> N
     assert cfg.scheduler._target_ == "src.training.schedules.constant"
     assert cfg.checkpoint_io._target_ == "src.training.checkpointing.AtomicCheckpointIO"
     assert callable(instantiate(cfg.scheduler)) and instantiate(cfg.checkpoint_io) is not None
+
+
+def test_evaluation_records_its_image_count_beside_the_runs_own(synthetic_root: Path, tmp_path: Path,
+                                                                capsys) -> None:
+    """Issue 27.8: the run's own test cut to one batch (64 of the 120 test images) by
+    trainer.limit_test_batches; the evaluation scores all 120 and says so, and the report shows its
+    figure labelled with its count, the run's own figure kept beside it in runs.csv."""
+    folder = tmp_path / "limited"
+    cfg = compose_config([f"data.root={synthetic_root}", *TINY, *LEAN, "trainer.limit_test_batches=1"],
+                         output_dir=folder)
+    run(cfg, folder)
+    record = json.loads((folder / "metrics.json").read_text())
+    assert sum(map(sum, record["test_confusion"])) == 64  # what the run's own test scored
+
+    assert evaluate.main([str(folder)]) == 0
+    assert "on 120 test images, the run's own test" in capsys.readouterr().out
+    evaluation = json.loads((folder / EVALUATION_NAME).read_text())
+    assert (evaluation["test_images"], evaluation["training_test_images"]) == (120, 64)
+    assert evaluation["training_limit_test_batches"] == 1 and sum(map(sum, evaluation["test_confusion"])) == 120
+
+    out = tmp_path / "report"
+    assert report.main([str(folder), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "1 run(s) from `evaluation.json` (the best checkpoint re-tested) on 120 test images" in text
+    assert "the run's own test had scored 64 images" in text
+    with (out / "runs.csv").open() as f:
+        (row,) = csv.DictReader(f)
+    assert (row["test_source"], row["test_images"], row["training_test_images"]) == ("evaluation.json", "120", "64")
+    assert float(row["test_acc"]) == pytest.approx(evaluation["test_acc"])
+    assert float(row["training_test_acc"]) == pytest.approx(record["test_acc"])
+
+
+def test_a_read_only_run_is_read_and_never_written(sweep: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """Issue 27: a finished run on a read-only mount is reported as finished (with --out elsewhere)
+    and refused by src.evaluate in one line before anything is computed; its files stay as they were."""
+    from tests.reliability.read_only import read_only
+
+    folder = tmp_path / "run"
+    shutil.copytree(sweep / "0_softmax", folder)
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    with read_only(folder, monkeypatch):
+        assert evaluate.main([str(folder)]) == 1
+        out = capsys.readouterr()
+        errors = [line for line in out.err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and f"{folder / EVALUATION_NAME} cannot be written" in errors[0], out.err
+        assert "1 could not be evaluated" in out.out and "skipped " not in out.out
+        assert report.main([str(folder), "--out", str(tmp_path / "report")]) == 0
+        assert "(1 run(s) used, 0 listed as not used)" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert sorted(p for p in folder.rglob("*") if p.is_file()) == sorted(before)  # no new file either
