@@ -48,9 +48,10 @@ def hold(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            resume = f"python -m src.train --resume {shlex.quote(str(folder))}"
             raise RunFolderError(
                 f"run folder {folder} is in use: another process is training in it; name another folder, or wait "
-                f"for that process to end and continue the run with: python -m src.train --resume {shlex.quote(str(folder))}"
+                f"for that process to end and continue the run with: {resume}"
             ) from None
         except OSError as err:  # e.g. ENOLCK on a network file system: run unguarded, say so
             log.warning("cannot lock run folder %s (%s): not guarded against a second process", folder, err)
