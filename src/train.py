@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 import contextlib
-import math
+import os
+import signal
 import sys
-from pathlib import Path
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig
+# Ctrl-C before the run starts (during Python's imports, Hydra's composition, the config checks):
+# one line and exit 130. Left to Python, a KeyboardInterrupt raised inside an import printed a
+# traceback (once numpy's lazy import turned it into a RecursionError, exit 1). Nothing has been
+# written yet, so the process ends at once; the run folder Hydra made, still empty, goes with it.
+# Installed before the heavy imports below, only when started from the command line with Python's
+# own handler in place (a background job that ignores SIGINT keeps ignoring it); ``main`` gives
+# SIGINT back to Python just before the run admits its folder.
+_STARTING: dict[str, str | None] = {"folder": None}
 
-from src.training.compose import register_resolvers
+
+def _ctrl_c_while_starting(signum: int, frame: object) -> None:
+    os.write(2, b"interrupted (Ctrl-C) before the run started: nothing was written\n")
+    folder = _STARTING["folder"]
+    if folder:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # only when Hydra created it and nothing was written
+    os._exit(130)
+
+
+def _started() -> None:
+    """From here on Ctrl-C is Python's KeyboardInterrupt again (the run records ``interrupted``)."""
+    if signal.getsignal(signal.SIGINT) is _ctrl_c_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _ctrl_c_while_starting)
+
+import math  # noqa: E402  (after the Ctrl-C handler: the imports below take seconds)
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from src.training.compose import register_resolvers  # noqa: E402
 
 register_resolvers()
 
@@ -30,10 +61,13 @@ def main(cfg: DictConfig) -> float:
     # (SLURM tasks, torchrun) exits non-zero instead, so that SLURM ends its other ranks and says failed.
     keep_going = multirun and _world_size() == 1
     output_dir = Path(HydraConfig.get().runtime.output_dir)
+    if not multirun:
+        _STARTING["folder"] = str(output_dir)
     try:
         check_config(cfg)  # a mistake is reported before the heavy imports and any data
         from src.training.pipeline import run  # heavy imports after Hydra has parsed the command line
 
+        _started()
         return run(cfg, output_dir, checked=True)["val_acc_best"]
     except ConfigError as err:
         if cfg.get("debug"):
@@ -86,6 +120,9 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    from src.cli import cli
+    try:
+        from src.cli import cli
 
-    cli(main)  # Hydra's own errors (unknown option or key, bad override) in one line, exit 2
+        cli(main)  # Hydra's own errors (unknown option or key, bad override) in one line, exit 2
+    finally:
+        _started()  # also when the command ends before its run (src.train run in a test's process)

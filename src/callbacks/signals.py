@@ -52,6 +52,61 @@ _active: dict[str, Any] = {"trainer": None}
 _validating: dict[str, Any] = {"on": False}
 
 
+def _startup_sigterm() -> SIGTERMException:
+    """The stop ``StartupStop`` raises: marked, so that ``CheckpointOnInterrupt`` saves nothing for it."""
+    err = SIGTERMException(EXIT_SIGTERM)
+    err.at_startup = True  # type: ignore[attr-defined]
+    return err
+
+
+class StartupStop:
+    """SIGTERM while a segment starts (its record opened, the data, model and callbacks being built,
+    the checkpoint being read): before this, the default action killed the process and the record
+    said ``running``. Installed by ``src.training.pipeline`` before the record is opened: a SIGTERM
+    is only noted until ``arm()`` (inside the code that records how the segment ends), and from then
+    on raises ``SIGTERMException`` (exit 143), so the record says ``interrupted``; no training step has
+    run, so ``CheckpointOnInterrupt`` writes no checkpoint for it. Once Lightning's own handler is
+    installed it calls this one after its own: this one then leaves the stop to it (after the
+    current batch, with a checkpoint). A forked DDP worker inherits the handler and gets the default
+    action, as before. ``close()`` (after the fit) puts the previous handler back; a process that
+    ignores SIGTERM keeps ignoring it."""
+
+    def __init__(self) -> None:
+        self.pid, self.armed, self.pending = os.getpid(), False, False
+        self.previous: Any = signal.SIG_DFL
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:
+            self.previous = signal.getsignal(signal.SIGTERM)
+            self.installed = self.previous is not signal.SIG_IGN
+        if self.installed:
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.pid:  # a forked worker: the default action, as without this handler
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        if signal.getsignal(signal.SIGTERM) != self._on_sigterm:
+            return  # called by the handler that replaced it (Lightning's, during the fit): it stops the run
+        if not self.armed:
+            self.pending = True
+            return
+        self.armed = False  # once: the recording of the stop must not be interrupted by a second one
+        raise _startup_sigterm()
+
+    def arm(self) -> None:
+        self.armed = self.installed
+        if self.pending:
+            self.pending, self.armed = False, False
+            raise _startup_sigterm()
+
+    def close(self) -> None:
+        self.armed = False
+        if self.installed and signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+        self.installed = False
+
+
 def request_stop(reason: str) -> None:
     """Stop the fit in progress after its current batch (saving ``last.ckpt``), or the next fit
     after its first batch; the record says ``interrupted`` with ``reason``. Signal-handler safe."""
@@ -187,6 +242,8 @@ class CheckpointOnInterrupt(pl.Callback):
         self._end_validation()
         self._restore_handler()
         sigterm = isinstance(exception, SIGTERMException)
+        if getattr(exception, "at_startup", False):
+            return  # the fit had not begun to train: the checkpoint it resumed from is the newest state
         if not (sigterm or isinstance(exception, KeyboardInterrupt)) or self._forced:
             return
         if trainer.state.fn != "fit" or trainer.sanity_checking or trainer.global_step == 0:

@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
-from src.callbacks.signals import interruption
+from src.callbacks.signals import StartupStop, interruption
 from src.runs.folder import RunFolder
 from src.tb.final import hydra_choices, log_final
 from src.tb.hparams import run_hparams
@@ -83,6 +83,7 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder, plan: Plan) -> dict[str, A
         folder.remove_leftovers()  # temporary files of writes a kill cut short
     # A restart from scratch (no readable checkpoint) keeps the earlier segments and their time.
     earlier = {k: plan.record[k] for k in ("segments", "wall_time_s", "started_at") if k in plan.record}
+    startup = StartupStop()  # SIGTERM from here to the fit's own handler: the record says interrupted
     record = RunRecord(
         folder, previous=plan.record if plan.action == "resume" else (earlier or None),
         name=cfg.name, seed=int(cfg.seed), loss=_choice("loss"), backbone=_choice("backbone"),
@@ -90,7 +91,8 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder, plan: Plan) -> dict[str, A
         data=str(cfg.data.name), experiment=_choice("experiment"),
     )
     try:
-        metrics = _fit_and_test(cfg, record, plan.checkpoint)
+        startup.arm()  # a SIGTERM while the record was being opened ends the segment here
+        metrics = _fit_and_test(cfg, record, plan.checkpoint, startup)
     except KeyboardInterrupt:
         record.finish("interrupted", reason="KeyboardInterrupt")
         _say_how_to_continue(folder, "Ctrl-C")
@@ -106,6 +108,8 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder, plan: Plan) -> dict[str, A
     except BaseException as err:
         record.finish("failed", reason=f"{type(err).__name__}: {err}")
         raise
+    finally:
+        startup.close()
     from src.tb.command import tensorboard_line
     from src.utils.announce import announce
 
@@ -222,7 +226,8 @@ def build_trainer(
     return trainer
 
 
-def _fit_and_test(cfg: DictConfig, record: RunRecord, resume_from: Path | None) -> dict[str, Any]:
+def _fit_and_test(cfg: DictConfig, record: RunRecord, resume_from: Path | None,
+                  startup: StartupStop | None = None) -> dict[str, Any]:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     torch.set_float32_matmul_precision(str(cfg.matmul_precision))
     hardware = configure_hardware(cfg)
@@ -244,6 +249,8 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, resume_from: Path | None) 
     if resume_from is not None:
         log.info("resuming from %s", resume_from)
     trainer.fit(model, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    if startup is not None:
+        startup.close()  # after the fit a SIGTERM acts as before (the test and analyses run as they did)
     if trainer.interrupted:
         raise KeyboardInterrupt
 

@@ -29,6 +29,11 @@ from src.utils.text import one_line
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 MAX_SEED = 2**32 - 1  # numpy's and Lightning's seed range
+# The largest learning rate accepted. No optimiser here trains anywhere near it (the configs use 0.003
+# to 1.0, Adadelta's 1.0 the largest; the linear scaling rule at the largest batch Fashion-MNIST holds,
+# 0.1 x 60000/256, is about 23), so a rate above it is a typo (1e3 for 1e-3) or a probe; and it stays
+# far below float32's range (3.4e38), past which Adam's first step overflows with a traceback.
+MAX_LR = 100.0
 
 
 # ------------------------------------------------------------------------------------------
@@ -197,7 +202,7 @@ def check_optimisation(c: Mapping[str, Any]) -> None:
     import torch
 
     opt = _node(c, "optimizer")
-    check_number("optimizer.lr", opt.get("lr"), 0.0, low_open=True, what="a finite learning rate")
+    check_number("optimizer.lr", opt.get("lr"), 0.0, MAX_LR, low_open=True, what="a finite learning rate")
     for key in ("weight_decay", "eps"):
         if key in opt:
             check_number(f"optimizer.{key}", opt[key], 0.0, low_open=key == "eps")
@@ -251,6 +256,54 @@ def check_component_lists(c: Mapping[str, Any]) -> None:
                  f"callbacks.{name}=null")
 
 
+def _locate(path: str) -> Any:
+    """The object ``path`` (``module.Class``, ``package.module.function``) names, imported as
+    ``instantiate`` would; its module's own import errors propagate."""
+    import importlib
+
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        module = ".".join(parts[:end])
+        try:
+            found: Any = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name and (module == err.name or module.startswith(err.name + ".")):
+                continue  # not a module: the rest is an attribute of a shorter one
+            raise  # the module exists and one of its own imports is missing
+        for attr in parts[end:]:
+            found = getattr(found, attr)
+        return found
+    raise ModuleNotFoundError(f"No module named {parts[0]!r}", name=parts[0])
+
+
+def _targets(node: Any, key: str) -> list[tuple[str, str]]:
+    """(key, target) for every ``_target_`` in ``node`` and below."""
+    found = []
+    if isinstance(node, Mapping):
+        if isinstance(node.get("_target_"), str):
+            found.append((f"{key}._target_", node["_target_"]))
+        for name, value in node.items():
+            found += _targets(value, f"{key}.{name}")
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            found += _targets(value, f"{key}[{i}]")
+    return found
+
+
+def check_targets(c: Mapping[str, Any]) -> None:
+    """Every ``_target_`` the run instantiates only once training starts (callbacks, loggers, the
+    checkpoint plugin, the Trainer and its strategy) can be imported here. The components built by
+    ``check_model`` and ``check_optimisation`` report their own. Without this a callback renamed or
+    uninstalled since a run started failed a resume after its record was reopened."""
+    for group in ("callbacks", "logger", "checkpoint_io", "trainer"):
+        for key, target in _targets(c.get(group), group):
+            try:
+                _locate(target)
+            except Exception as err:  # ImportError, AttributeError, or whatever the module raised
+                fail(key, target, f"cannot be imported ({type(err).__name__}: {one_line(str(err))}); make its "
+                     "module importable (PYTHONPATH, the package that provides it) or name another class")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ``ConfigError`` (one line: key, value, what is allowed) for the first mistake found."""
     c = resolve(cfg)
@@ -260,3 +313,4 @@ def check_config(cfg: DictConfig) -> None:
     num_classes = check_data(_node(c, "data"))
     check_model(c, num_classes)
     check_optimisation(c)
+    check_targets(c)  # last: importing the callbacks' modules costs Lightning's import

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -39,3 +40,30 @@ def signal_overrides(name: str, stage: str, epoch: int, batch: int, times: int =
     return ["+callbacks.fault._target_=tests.reliability.faults.SignalAt", f"+callbacks.fault.signal={name}",
             f"+callbacks.fault.stage={stage}", f"+callbacks.fault.epoch={epoch}", f"+callbacks.fault.batch={batch}",
             f"+callbacks.fault.times={times}"]  # fmt: skip
+
+
+class SignalWhenArmed(pl.Callback):
+    """Sends ``signal`` to this process during a run's start-up, once, when the file ``armed`` exists:
+    its text names the point, ``init`` (the callbacks are built, after the data and the model) or
+    ``load`` (the fit has read the checkpoint it resumes from, before the training state is restored
+    and before Lightning's own SIGTERM handler is installed). The file is removed as the signal is
+    sent, so the config stays the same across the segments and the next start runs."""
+
+    def __init__(self, signal: str, armed: str) -> None:
+        self.signal, self.armed = signal, armed
+        self._maybe("init")
+
+    def _maybe(self, point: str) -> None:
+        path = Path(self.armed)
+        if path.is_file() and path.read_text().strip() == point:
+            path.unlink()
+            os.kill(os.getpid(), getattr(signal, self.signal))
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        self._maybe("load")
+
+
+def armed_signal_overrides(name: str, armed: Path) -> list[str]:
+    """The overrides that add ``SignalWhenArmed`` (every segment of the run must repeat them)."""
+    return ["+callbacks.startup_fault._target_=tests.reliability.faults.SignalWhenArmed",
+            f"+callbacks.startup_fault.signal={name}", f"+callbacks.startup_fault.armed={armed}"]

@@ -19,7 +19,7 @@ POISON = "+callbacks.poison._target_=tests.reliability.helpers.PoisonWeight"
 def test_exploding_loss_stops_the_run(tiny_config, tmp_path: Path) -> None:
     cfg = tiny_config(*LEAN, "optimizer=sgd", "optimizer.lr=1e30", "trainer.limit_train_batches=4")
     with pytest.raises(NonFiniteError, match=r"training loss is (nan|inf)") as info:
-        run(cfg, tmp_path / "run")
+        run(cfg, tmp_path / "run", checked=True)  # past the config pass, which refuses lr > 100: the guard is tested
     assert "\n" not in str(info.value) and "optimizer.lr" in str(info.value)  # says what to try
     rec = record(tmp_path / "run")
     assert rec["status"] == "failed" and rec["reason"].startswith("NonFiniteError: training diverged")
@@ -99,4 +99,4 @@ def test_default_interval_still_stops_a_short_diverging_epoch(tiny_config, tmp_p
                       "callbacks.nonfinite.check_loss_every_n_steps=50",
                       "callbacks.nonfinite.check_weights_every_n_steps=0")  # fmt: skip
     with pytest.raises(NonFiniteError, match=r"training loss is (nan|inf) at epoch 0, batch [1-3]"):
-        run(cfg, tmp_path / "run")
+        run(cfg, tmp_path / "run", checked=True)  # lr=1e30: past the config pass (see above)
