@@ -110,7 +110,18 @@ def debug_requested(argv: list[str]) -> bool:
 # The entry point sets HYDRA_FULL_ERROR so that Hydra raises its composition errors instead of
 # printing them over several lines; the job restores the variable (see ``job_started``).
 _MARK = "MARGINLOSS_SET_HYDRA_FULL_ERROR"
-_state = {"job_started": False}
+_state: dict[str, Any] = {"job_started": False, "invoked_ns": None}
+
+
+def made_by_this_command(folder: Path) -> bool:
+    """Whether ``folder`` appeared after this command began (Hydra made it for the run), so that
+    removing it when empty never removes a folder the user had made beforehand. The 50 ms allow
+    for file times coming from the kernel's coarse clock."""
+    started = _state.get("invoked_ns")
+    try:
+        return started is None or folder.stat().st_mtime_ns >= started - 50_000_000
+    except OSError:
+        return False
 
 
 def job_started() -> None:
@@ -124,9 +135,11 @@ def cli(main: Any, argv: list[str] | None = None) -> None:
     """Run a ``@hydra.main`` function; a mistake Hydra finds before the job starts (unknown option
     of a config group, unknown key, bad override syntax) becomes one line on stderr and exit 2."""
     import sys
+    import time
 
     from hydra.errors import HydraException
 
+    _state["invoked_ns"] = time.time_ns()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         replay = resume_arguments(args)  # --resume <folder>: the folder's own overrides (src.runs.resume)

@@ -115,8 +115,11 @@ def _world_size() -> int:
 
 
 def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        folder.rmdir()  # only succeeds when Hydra created it and nothing was written
+    from src.cli import made_by_this_command
+
+    if made_by_this_command(folder):  # never an empty folder the user had made beforehand
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when nothing was written
 
 
 if __name__ == "__main__":

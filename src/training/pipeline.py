@@ -271,6 +271,9 @@ def _fit_and_test(cfg: DictConfig, record: RunRecord, resume_from: Path | None,
         confusion = model.results.test_confusion
         if confusion is not None:
             metrics["test_confusion"] = confusion.tolist()
+            # How many images test_acc scored (fewer under trainer.limit_test_batches), so a later
+            # src.evaluate figure on the full test set is never mistaken for the same figure.
+            metrics["test_images"] = int(confusion.sum())
         record.update(**metrics)  # kept even if the analyses below are killed
         # Test-set geometry and (with held-out classes) the open-set check; never fails the run.
         metrics.update(run_analyses(trainer, model, datamodule, cfg.get("analysis")))

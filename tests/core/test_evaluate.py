@@ -139,7 +139,7 @@ def test_evaluation_records_its_image_count_beside_the_runs_own(synthetic_root: 
                          output_dir=folder)
     run(cfg, folder)
     record = json.loads((folder / "metrics.json").read_text())
-    assert sum(map(sum, record["test_confusion"])) == 64  # what the run's own test scored
+    assert sum(map(sum, record["test_confusion"])) == 64 == record["test_images"]  # what the run's own test scored
 
     assert evaluate.main([str(folder)]) == 0
     assert "on 120 test images, the run's own test" in capsys.readouterr().out

@@ -294,13 +294,16 @@ def test_a_stopped_run_continues_with_the_command_it_printed(name, code, reason,
 def test_resume_aimed_at_no_run_is_an_error_naming_the_folder(synthetic_root, tmp_path, monkeypatch, capsys) -> None:
     missing, empty = tmp_path / "missing", tmp_path / "empty"
     empty.mkdir()
+    made = empty.stat().st_mtime_ns - 10**10
+    os.utime(empty, ns=(made, made))  # made by the user 10 s before the commands
     for argv, folder in ((["resume=true", f"hydra.run.dir={missing}"], missing), (["--resume", str(missing)], missing),
                          ([f"resume={empty}"], empty), (["resume=true", f"hydra.run.dir={empty}"], empty)):
         code = train([f"data.root={synthetic_root}", *RESUMABLE, *argv], monkeypatch)
         lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1 and str(folder) in lines[0], (argv, lines)
         assert "no run" in lines[0] or "not a folder" in lines[0], lines
-    assert not missing.exists() and not (empty.exists() and list(empty.iterdir()))  # never a new run
+    assert not missing.exists() and not list(empty.iterdir())  # never a new run
+    assert empty.is_dir()  # the user's own empty folder is kept (only one Hydra just made is removed)
 
 
 def test_a_refused_folder_prints_a_command_that_works(synthetic_root, tmp_path, monkeypatch, capsys) -> None:
