@@ -149,6 +149,7 @@ class CheckpointOnInterrupt(pl.Callback):
         self._forced = False
         self._deferred = False
         self._sigterm_handler: Any = None
+        self._saving = False
 
     # --- Ctrl-C as a graceful stop during fit ----------------------------------------------
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -172,7 +173,9 @@ class CheckpointOnInterrupt(pl.Callback):
 
     def _make_handler(self, trainer: pl.Trainer) -> Any:
         def on_sigint(signum: int, frame: Any) -> None:
-            if _ctrl_c["pending"]:  # second Ctrl-C: stop now, keep the last whole checkpoint
+            # A second Ctrl-C (or any while the stop's checkpoint is written): stop now, saving
+            # nothing; the write is atomic, so the previous last.ckpt stays whole.
+            if _ctrl_c["pending"] or self._saving:
                 self._forced = True
                 raise KeyboardInterrupt
             _ctrl_c["pending"] = True
@@ -240,7 +243,16 @@ class CheckpointOnInterrupt(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         _active["trainer"] = None
         self._end_validation()
-        self._restore_handler()
+        # Ctrl-C keeps this callback's handler until the checkpoint below is written, so that a
+        # second one stops at once instead of being Python's KeyboardInterrupt mid-save.
+        self._saving = True
+        try:
+            self._save_on_interrupt(trainer, exception)
+        finally:
+            self._saving = False
+            self._restore_handler()
+
+    def _save_on_interrupt(self, trainer: pl.Trainer, exception: BaseException) -> None:
         sigterm = isinstance(exception, SIGTERMException)
         if getattr(exception, "at_startup", False):
             return  # the fit had not begun to train: the checkpoint it resumed from is the newest state

@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from src.analysis.embeddings import run_analyses
 from src.callbacks.history import EpochHistory
-from src.callbacks.signals import StartupStop, interruption
+from src.callbacks.signals import EXIT_SIGINT, StartupStop, interruption
 from src.runs.folder import RunFolder
 from src.tb.final import hydra_choices, log_final
 from src.tb.hparams import run_hparams
@@ -93,10 +93,10 @@ def _admitted_run(cfg: DictConfig, folder: RunFolder, plan: Plan) -> dict[str, A
     try:
         startup.arm()  # a SIGTERM while the record was being opened ends the segment here
         metrics = _fit_and_test(cfg, record, plan.checkpoint, startup)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the fit: nothing saved for it
         record.finish("interrupted", reason="KeyboardInterrupt")
         _say_how_to_continue(folder, "Ctrl-C")
-        raise
+        raise SystemExit(EXIT_SIGINT) from None  # one line and 130, not a traceback and -2
     except SystemExit as err:  # Lightning ends Ctrl-C with sys.exit(1), SIGTERM with SIGTERMException
         how = interruption(err)
         if how is None:

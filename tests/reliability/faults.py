@@ -67,3 +67,28 @@ def armed_signal_overrides(name: str, armed: Path) -> list[str]:
     """The overrides that add ``SignalWhenArmed`` (every segment of the run must repeat them)."""
     return ["+callbacks.startup_fault._target_=tests.reliability.faults.SignalWhenArmed",
             f"+callbacks.startup_fault.signal={name}", f"+callbacks.startup_fault.armed={armed}"]
+
+
+class SecondCtrlCWhileSaving(pl.Callback):
+    """Two Ctrl-Cs, the second while the first one's checkpoint is being written: SIGINT after
+    training batch ``batch`` of epoch ``epoch``, then SIGINT again from inside the next checkpoint
+    save (``on_save_checkpoint`` runs as the file's contents are gathered, before it is written).
+    Only while the file ``armed`` exists (removed as the first is sent), so a resume with the same
+    config runs through."""
+
+    def __init__(self, epoch: int, batch: int, armed: str) -> None:
+        self.epoch, self.batch, self.armed = int(epoch), int(batch), Path(armed)
+        self.first_sent = self.second_sent = False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.first_sent or not self.armed.is_file():
+            return
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            self.armed.unlink()
+            self.first_sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        if self.first_sent and not self.second_sent:
+            self.second_sent = True
+            os.kill(os.getpid(), signal.SIGINT)
