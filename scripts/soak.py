@@ -72,6 +72,8 @@ def main() -> int:
     want = _record(reference)
     injected: dict[str, int] = {s: 0 for s in SIGNALS}
     ended_before = cycle = 0
+    places = ("in_the_run", "before_the_run_began")
+    landed: dict[str, dict[str, int]] = {where: {s: 0 for s in SIGNALS} for where in places}
     unclean: list[dict] = []  # exits other than 0, 130, 143 and SIGKILL's
     runs: list[dict] = []
     while cycle < opts.cycles:  # one run after another, each interrupted until it finishes
@@ -85,6 +87,7 @@ def main() -> int:
             else:
                 cycle += 1
                 name = rng.choice(SIGNALS)
+                segments = len(_record(folder).get("segments", []))
                 try:
                     proc.wait(timeout=rng.uniform(0.5, opts.max_delay))
                     ended_before += 1  # the run finished before its signal
@@ -92,6 +95,10 @@ def main() -> int:
                     proc.send_signal(getattr(signal, name))
                     injected[name] += 1
                     proc.wait(timeout=600)
+                    # Where it landed: a start that added a segment had begun its run (its record
+                    # opened), one that did not was still in Python's imports or the config checks.
+                    began = len(_record(folder).get("segments", [])) > segments
+                    landed["in_the_run" if began else "before_the_run_began"][name] += 1
             if proc.returncode not in (0, 130, 143, -9):  # e.g. Ctrl-C inside Python's imports: a traceback
                 lines = [line for line in proc.stderr.read().splitlines() if line.strip()]
                 unclean.append({"cycle": cycle, "exit": proc.returncode, "last_line": lines[-2:] if lines else []})
@@ -100,7 +107,7 @@ def main() -> int:
         runs.append(_checks(_record(folder), want, starts, opts.epochs))
     survived = sum(all(r[k] for k in ("finished", "steps", "val_acc_every_epoch", "segments")) for r in runs)
     summary = {"seed": opts.seed, "cycles": opts.cycles, "runs": len(runs), "signals_injected": injected,
-               "ended_before_its_signal": ended_before, "runs_survived": survived,
+               "landed": landed, "ended_before_its_signal": ended_before, "runs_survived": survived,
                "runs_equal_to_uninterrupted": sum(r["history_equal"] and r["figures_equal"] for r in runs),
                "runs_lost": len(runs) - survived, "unclean_exits": unclean, "per_run": runs}  # fmt: skip
     print(json.dumps(summary, indent=1))

@@ -13,7 +13,7 @@ import sys
 # written yet, so the process ends at once; the run folder Hydra made, still empty, goes with it.
 # Installed before the heavy imports below, only when started from the command line with Python's
 # own handler in place (a background job that ignores SIGINT keeps ignoring it); ``main`` gives
-# SIGINT back to Python just before the run admits its folder.
+# SIGINT back to Python just before the run admits its folder. SIGTERM likewise (one line, 143).
 _STARTING: dict[str, str | None] = {"folder": None}
 
 
@@ -26,14 +26,29 @@ def _ctrl_c_while_starting(signum: int, frame: object) -> None:
     os._exit(130)
 
 
+def _sigterm_while_starting(signum: int, frame: object) -> None:
+    os.write(2, b"terminated (SIGTERM) before the run started: nothing was written\n")
+    folder = _STARTING["folder"]
+    if folder:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+    os._exit(143)
+
+
 def _started() -> None:
-    """From here on Ctrl-C is Python's KeyboardInterrupt again (the run records ``interrupted``)."""
+    """From here on Ctrl-C is Python's KeyboardInterrupt again (the run records ``interrupted``),
+    and SIGTERM is the run's (src/callbacks/signals.py's StartupStop, then Lightning's)."""
     if signal.getsignal(signal.SIGINT) is _ctrl_c_while_starting:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) is _sigterm_while_starting:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-if __name__ == "__main__" and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _ctrl_c_while_starting)
+if __name__ == "__main__":
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _ctrl_c_while_starting)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # likewise SIGTERM: one line and 143
+        signal.signal(signal.SIGTERM, _sigterm_while_starting)
 
 import math  # noqa: E402  (after the Ctrl-C handler: the imports below take seconds)
 from pathlib import Path  # noqa: E402

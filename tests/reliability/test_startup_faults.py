@@ -136,12 +136,13 @@ SITECUSTOMIZE = '''\
 import os, signal, sys
 
 class _SigintAtImport:
-    """Test-only: Ctrl-C (SIGINT to this process) when the module named in the environment is first imported."""
+    """Test-only: Ctrl-C (SIGINT, or the signal STARTUP_PROBE_SIGNAL names) to this process when the
+    module named in the environment is first imported."""
 
     def find_spec(self, name, path=None, target=None):
         if name == os.environ.get("STARTUP_PROBE_SIGINT_AT"):
             sys.meta_path.remove(self)
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), getattr(signal, os.environ.get("STARTUP_PROBE_SIGNAL", "SIGINT")))
         return None
 
 sys.meta_path.insert(0, _SigintAtImport())
@@ -165,4 +166,22 @@ def test_ctrl_c_during_the_imports_is_one_line_and_exit_130(module: str, synthet
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Ctrl-C" in lines[0], proc.stderr[-3000:]
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize("module", ["numpy", "pytorch_lightning"])
+def test_sigterm_during_the_imports_is_one_line_and_exit_143(module: str, synthetic_root: Path,
+                                                             tmp_path: Path) -> None:
+    """As Ctrl-C above: a SIGTERM before the run started (a scheduler's, a soak's) was the default
+    action, a silent death by signal (exit -15); now one line and 143, and no folder left."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {**run_env(), "STARTUP_PROBE_SIGINT_AT": module, "STARTUP_PROBE_SIGNAL": "SIGTERM"}
+    env["PYTHONPATH"] = f"{hook}:{env['PYTHONPATH']}"
+    folder = tmp_path / "run"
+    proc = subprocess.run(train_command(f"data.root={synthetic_root}", *QUICK, *LEAN, f"hydra.run.dir={folder}"),
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 143 and len(lines) == 1 and "SIGTERM" in lines[0], proc.stderr[-3000:]
     assert not folder.exists()
