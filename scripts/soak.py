@@ -1,14 +1,17 @@
 """Soak: N cycles of train -> a random signal (SIGINT, SIGTERM, SIGKILL) at a random moment -> resume.
 
-    nice -n 19 .venv/bin/python scripts/soak.py --cycles 50 --seed 27 --out /tmp/soak
+    .venv/bin/python scripts/soak.py --cycles 50 --seed 27 --out /tmp/soak
 
 Tiny synthetic data, deterministic mode. Each cycle starts (or resumes, with the command the run
 folder asks for: ``python -m src.train --resume <folder>``) the run and signals it after a random
-delay; once the cycles are spent the run is resumed to its end and compared with an uninterrupted
-run of the same config: status, steps, epochs, a val/acc for every epoch, one segment per start,
-and the figures (history, best validation, test accuracy), which must be equal when every
-interruption landed at an epoch boundary or was a SIGKILL (a SIGTERM / Ctrl-C mid-epoch resumes
-mid-epoch: valid, not bit-identical, docs/reliability.md). Prints one JSON summary.
+delay: a share of the signals (``--startup-share``) in the start-up's first ``--max-delay``
+seconds, the rest uniformly over an uninterrupted run's span counted from the moment its record
+opens (training, validation, checkpoints, the test, the analyses). Once the cycles are spent the
+run is resumed to its end and compared with an uninterrupted run of the same config: status,
+steps, epochs, a val/acc for every epoch, one segment per start, and the figures (history, best
+validation, test accuracy), which must be equal when every interruption landed at an epoch
+boundary or was a SIGKILL (a SIGTERM / Ctrl-C mid-epoch resumes mid-epoch: valid, not
+bit-identical, docs/reliability.md). Prints one JSON summary.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +46,13 @@ def _start(args: list[str]) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
+def _wait_for_segment(proc: subprocess.Popen, folder: Path, segments: int) -> None:
+    """Until the start has opened its record (one more segment); raises TimeoutExpired only if
+    the process is still alive then, returns when it ended first (the caller's wait sees that)."""
+    while proc.poll() is None and len(_record(folder).get("segments", [])) <= segments:
+        time.sleep(0.02)
+
+
 def _record(folder: Path) -> dict:
     try:
         return json.loads((folder / "metrics.json").read_text())
@@ -55,7 +66,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=27)
     parser.add_argument("--out", type=Path, default=Path("/tmp/soak"))
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--max-delay", type=float, default=25.0, help="longest wait before a signal (s)")
+    parser.add_argument("--max-delay", type=float, default=4.0,
+                        help="longest wait before a signal aimed at the start-up (s)")
+    parser.add_argument("--startup-share", type=float, default=0.2,
+                        help="share of the signals aimed at the start-up; the rest land in the run, uniformly "
+                             "over an uninterrupted run's span from its record's opening")
     opts = parser.parse_args()
     from tests.synthetic import make_synthetic_dataset
 
@@ -70,6 +85,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "src.train", *overrides, f"hydra.run.dir={reference}"], cwd=REPO,
                        env=_env(), check=True, capture_output=True)  # fmt: skip
     want = _record(reference)
+    run_seconds = float(want.get("wall_time_s") or 10.0)  # record opened -> finished, uninterrupted
     injected: dict[str, int] = {s: 0 for s in SIGNALS}
     ended_before = cycle = 0
     places = ("in_the_run", "before_the_run_began")
@@ -89,7 +105,11 @@ def main() -> int:
                 name = rng.choice(SIGNALS)
                 segments = len(_record(folder).get("segments", []))
                 try:
-                    proc.wait(timeout=rng.uniform(0.5, opts.max_delay))
+                    if rng.random() < opts.startup_share:  # aimed at the start-up (imports, checks)
+                        proc.wait(timeout=rng.uniform(0.2, opts.max_delay))
+                    else:  # aimed at the run: from the moment its record opens, anywhere in its span
+                        _wait_for_segment(proc, folder, segments)
+                        proc.wait(timeout=rng.uniform(0.0, run_seconds))
                     ended_before += 1  # the run finished before its signal
                 except subprocess.TimeoutExpired:
                     proc.send_signal(getattr(signal, name))

@@ -15,7 +15,7 @@ from tests.conftest import REPO
 @pytest.mark.slow  # real processes signalled and resumed
 def test_two_soak_cycles_survive(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, str(REPO / "scripts" / "soak.py"), "--cycles", "2", "--seed", "1",
-                           "--epochs", "2", "--max-delay", "12", "--out", str(tmp_path)],
+                           "--epochs", "2", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-2000:]
     summary = json.loads(proc.stdout)
