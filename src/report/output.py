@@ -40,7 +40,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from src.utils.io import fsync_dir
+from src.utils.io import fsync_dir, fsync_file
 
 LAST = "report.md"  # moved out first and in last: while it is there, the files it names are too
 PARTIAL = ".partial-"
@@ -207,13 +207,7 @@ def _seal(staging: Path) -> set[str]:
     listing = "\n".join([MANIFEST_START, *lines, MANIFEST_END])
     report.write_text(report.read_text().rstrip("\n") + "\n\n" + listing + "\n")
     for path in files:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        fsync_file(path)
     for folder in {p.parent for p in files}:
         fsync_dir(folder)
     return names

@@ -11,18 +11,21 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def fsync_dir(folder: str | Path) -> None:
-    """Make a rename inside ``folder`` durable; best effort (not every platform/filesystem can)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
+def fsync_file(path: str | Path) -> None:
+    """Flush ``path`` to disk; the flush is best effort, failing to open it raises."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     except OSError:
         pass
     finally:
         os.close(fd)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename inside ``folder`` durable; best effort (not every platform/filesystem can)."""
+    with suppress(OSError):
+        fsync_file(folder)
 
 
 class _Remembering:
