@@ -12,7 +12,7 @@ from src.report.figures import confusion_grid, curve_figures
 from src.report.format import num, pct, table, write_csv
 from src.report.gap import CSV_HEADER, gap_section, is_audit_run
 from src.report.groups import BASELINE_LOSS, baseline_for, group_runs
-from src.report.provenance import provenance_section
+from src.report.provenance import MachineLegend, provenance_section
 from src.report.ranking import ranking_section
 from src.report.recipe import recipe_cells
 from src.report.runs import EVALUATION, Run
@@ -67,6 +67,7 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
            "valid accuracy. "
            "Mean ± sample std over seeds; accuracies in %.", ""]
 
+    legend = MachineLegend(runs)
     gap_md, gap_rows = gap_section(runs, table, out)
     if not groups:
         md += ["**No finished run with a test accuracy was found" + (" outside the reference-protocol audit.**"
@@ -82,7 +83,7 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
               num(s["wall_time_s_mean"] / 60, s["wall_time_s_std"] / 60)]
              for g, s in zip(groups, summaries, strict=True)]))
         md.append("")
-        md += ranking_section(groups, summaries, comparisons)
+        md += ranking_section(groups, summaries, comparisons, legend)
         md += significance_section(comparisons, groups)
         md += reference_section(groups, comparisons)
         md += geometry_section(summaries)
@@ -105,7 +106,7 @@ def build_report(runs: Sequence[Run], out: Path, inputs: Sequence[str]) -> str:
         m = f" m={run.m:g}" if run.m is not None else ""
         return f"{run.loss}{m} (reference protocol)" if is_audit_run(run) else f"{run.loss}{m}"
 
-    md += provenance_section(runs, label, table)
+    md += provenance_section(runs, label, table, legend)
     md += problem_section(problems)
     text = "\n".join(md).rstrip() + "\n"
     (out / "report.md").write_text(text)

@@ -11,20 +11,26 @@ from typing import Any
 
 from src.report.format import pct, table
 from src.report.groups import BASELINE_LOSS, Group
-from src.report.provenance import machines
+from src.report.provenance import MachineLegend, machines
 from src.report.stats import ALPHA, Comparison
 
 
-def minutes_per_epoch(group: Group) -> tuple[float, str]:
-    """Median training wall time per epoch over the group's runs (minutes), and the machines that
-    trained them. Wall time includes validation and depends on what else the machine ran."""
-    per_epoch = []
+def minutes_per_epoch(group: Group, legend: MachineLegend | None = None) -> list[tuple[str, float]]:
+    """(machine, median training wall time per epoch in minutes) for each machine that trained the
+    group's runs, so that a row never mixes two machines' speeds into one figure. Machines are the
+    legend's short names where one is given. Wall time includes validation and depends on what else
+    the machine ran."""
+    per_machine: dict[str, list[float]] = {}
     for run in group.runs:
         wall, epochs = run.value("wall_time_s"), run.value("epochs")
-        if wall and epochs:
-            per_epoch.append(wall / epochs / 60.0)
-    where = sorted({machines(run) for run in group.runs if machines(run)})
-    return (statistics.median(per_epoch) if per_epoch else math.nan), " / ".join(where)
+        where = legend.of(run) if legend is not None else machines(run)
+        if wall and epochs and where:
+            per_machine.setdefault(where, []).append(wall / epochs / 60.0)
+    return [(where, statistics.median(costs)) for where, costs in sorted(per_machine.items())]
+
+
+def _cost(costs: list[tuple[str, float]]) -> str:
+    return "; ".join(f"{minutes:.2f} ({where})" for where, minutes in costs) or "–"
 
 
 def _difference(comp: Comparison | None) -> str:
@@ -38,7 +44,7 @@ def _difference(comp: Comparison | None) -> str:
 
 
 def ranking_section(groups: Sequence[Group], summaries: Sequence[dict[str, Any]],
-                    comparisons: dict[int, Comparison]) -> list[str]:
+                    comparisons: dict[int, Comparison], legend: MachineLegend | None = None) -> list[str]:
     """The ranking table and a few sentences on what is and is not significant."""
     if len(groups) < 2:
         return []
@@ -48,13 +54,12 @@ def ranking_section(groups: Sequence[Group], summaries: Sequence[dict[str, Any]]
     for rank, i in enumerate(order, start=1):
         group, summary = groups[i], summaries[i]
         comp = comparisons.get(id(group))
-        cost, where = minutes_per_epoch(group)
         rows.append([
             rank, group.label, summary["n_runs"], pct(summary["test_acc_mean"], summary["test_acc_std"]),
             _difference(comp), comp.verdict if comp else "(baseline)",
             pct(summary["retrieval_precision_at_1_mean"], summary["retrieval_precision_at_1_std"]),
             pct(summary["retrieval_map_at_r_mean"], summary["retrieval_map_at_r_std"]),
-            "–" if math.isnan(cost) else f"{cost:.2f}", where or "–",
+            _cost(minutes_per_epoch(group, legend)),
         ])
     verdicts: dict[str, list[str]] = {}
     for group in groups:
@@ -66,10 +71,11 @@ def ranking_section(groups: Sequence[Group], summaries: Sequence[dict[str, Any]]
           f"Every configuration ranked by mean test accuracy. Difference to {BASELINE_LOSS} of the same recipe in "
           "percentage points with its bootstrap 95% CI; the verdict is Welch's t-test, Holm-adjusted over all "
           f"comparisons of this report (significant: p < {ALPHA}). P@1 and MAP@R are the test embeddings' "
-          "retrieval scores (cosine similarity). Cost: median training wall time per epoch (validation "
-          "included) on the machine named, which other work may have shared.", "",
+          "retrieval scores (cosine similarity). Cost: median training wall time per epoch in minutes (validation "
+          "included) on each machine that trained the configuration (M1, M2, ...: listed under Provenance), "
+          "which other work may have shared.", "",
           table(["rank", "configuration", "n", "test acc", "vs baseline (pp)", "verdict", "P@1", "MAP@R",
-                 "min / epoch", "machine"], rows), ""]
+                 "min / epoch (machine)"], rows), ""]
     better = verdicts.get("significantly better", [])
     worse = verdicts.get("significantly worse", [])
     same = verdicts.get("no significant difference", [])

@@ -30,7 +30,10 @@ def test_provenance_names_every_segment_machine_commit_and_command(tmp_path: Pat
     rows = [line for line in section.splitlines() if line.startswith("| softmax") or line.startswith("| sphereface")]
     assert len(rows) == 2  # the running run is not a used run
     softmax = next(r for r in rows if r.startswith("| softmax"))
-    assert f"{CPU} + {GPU}" in softmax and "1111111, 2222222" in softmax and "| bf16-mixed | 1 |" in softmax
+    # Machines by short name in segment order (names sorted by string: the GPU's is M1), each listed
+    # once in full below the table.
+    assert "| M2 + M1 |" in softmax and "1111111, 2222222" in softmax and "| bf16-mixed | 1 |" in softmax
+    assert f"- **M1**: `{GPU}`" in section and f"- **M2**: `{CPU}`" in section
     assert "| 2 | 10.0 | 1 |" in softmax  # two segments, 600 s, command 1
     sphere = next(r for r in rows if r.startswith("| sphereface"))
     assert "| 32-true | 2 |" in sphere and "| 1 |" in sphere and sphere.rstrip().endswith("| 2 |")

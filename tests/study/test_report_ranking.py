@@ -7,6 +7,7 @@ from pathlib import Path
 
 from src.report.build import build_report
 from src.report.groups import group_runs
+from src.report.provenance import MachineLegend
 from src.report.ranking import minutes_per_epoch
 from src.report.runs import load_runs
 from tests.study.fabricate import write_run
@@ -29,7 +30,10 @@ def test_ranking_orders_by_test_accuracy_and_names_the_verdicts(tmp_path: Path) 
     section = text.split("## Which loss would you choose?")[1].split("\n## ")[0]
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| rank")]
     assert [r.split(" | ")[1] for r in rows] == ["cosface m=0.35", "arcface m=0.5", "softmax"]
-    assert "significantly better" in rows[0] and "box-b" in rows[0] and "90.00" in rows[0]  # P@1 of cosface
+    assert "significantly better" in rows[0] and "90.00" in rows[0]  # P@1 of cosface
+    # Machines appear by short name in the table (sorted: box-a is M1, box-b M2), in full under Provenance.
+    assert rows[0].rstrip().endswith("(M2) |") and rows[2].rstrip().endswith("(M1) |")
+    assert "- **M2**: `box-b`" in text.split("## Provenance")[1]
     assert "(baseline)" in rows[2]
     assert "Significantly better than softmax: cosface m=0.35." in section
     assert "Not distinguishable from softmax at n = 3 seeds: arcface m=0.5." in section
@@ -40,8 +44,18 @@ def test_minutes_per_epoch_is_the_median_over_runs(tmp_path: Path) -> None:
     for seed, wall in enumerate((60.0, 120.0, 600.0)):
         write_run(root / f"s{seed}", "softmax", seed=seed, epochs=2, extra={"wall_time_s": wall, "machine": "m"})
     (group,) = group_runs(load_runs([root]))
-    cost, where = minutes_per_epoch(group)
-    assert cost == 1.0 and where == "m"
+    assert minutes_per_epoch(group) == [("m", 1.0)]
+
+
+def test_minutes_per_epoch_keeps_machines_apart(tmp_path: Path) -> None:
+    """A configuration trained on two machines gets one median per machine, never a mixed one."""
+    root = tmp_path / "runs"
+    for seed, (wall, machine) in enumerate(((60.0, "fast"), (600.0, "slow"), (1200.0, "slow"))):
+        write_run(root / f"s{seed}", "softmax", seed=seed, epochs=2, extra={"wall_time_s": wall, "machine": machine})
+    runs = load_runs([root])
+    (group,) = group_runs(runs)
+    assert minutes_per_epoch(group) == [("fast", 0.5), ("slow", 7.5)]
+    assert minutes_per_epoch(group, MachineLegend(runs)) == [("M1", 0.5), ("M2", 7.5)]
 
 
 def test_an_experiment_that_declares_the_study_recipe_is_compared_with_it(tmp_path: Path) -> None:
