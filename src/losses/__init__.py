@@ -8,7 +8,9 @@ from src.losses.combined import CombinedMargin
 from src.losses.contrastive import Contrastive
 from src.losses.cosface import CosFace
 from src.losses.curricularface import CurricularFace
+from src.losses.elasticface import ElasticFace
 from src.losses.lsoftmax import LSoftmax
+from src.losses.magface import MagFace
 from src.losses.modified_softmax import ModifiedSoftmax
 from src.losses.normface import NormFace
 from src.losses.reference_arcface import ReferenceArcFace
@@ -30,8 +32,10 @@ __all__ = [
     "Contrastive",
     "CosFace",
     "CurricularFace",
+    "ElasticFace",
     "LSoftmax",
     "LossHead",
+    "MagFace",
     "ModifiedSoftmax",
     "NormFace",
     "ReferenceArcFace",
