@@ -27,12 +27,93 @@ def _ctrl_c_while_starting(signum: int, frame: object) -> None:
 
 
 def _sigterm_while_starting(signum: int, frame: object) -> None:
+    workers = _launcher_workers()
+    if workers:  # a local multirun's launcher (joblib): its worker processes hold the running jobs
+        os.write(2, b"terminated (SIGTERM): stopping the sweep's running jobs; each records interrupted\n")
+        _stop_and_wait(workers)
+        os._exit(143)
     os.write(2, b"terminated (SIGTERM) before the run started: nothing was written\n")
     folder = _STARTING["folder"]
     if folder:
         with contextlib.suppress(OSError):
             os.rmdir(folder)
     os._exit(143)
+
+
+def _launcher_workers() -> list[int]:
+    """This process's children that run jobs (joblib's loky workers), read from /proc; not the
+    resource trackers, which ignore SIGTERM and end with their last user. Empty off Linux."""
+    me, found = str(os.getpid()), []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    ppid = f.read().rsplit(b")", 1)[1].split()[1].decode()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+                if ppid == me and b"resource_tracker" not in cmdline:
+                    found.append(int(entry))
+    return found
+
+
+# Linux process names (/proc/PID/comm, 15 bytes) that a stopping sweep and its stopped jobs take:
+# how a worker knows that its launcher is stopping, and the launcher that the worker is done. A
+# worker that exits instead makes joblib declare the pool broken and SIGKILL its siblings mid-save.
+_SWEEP_STOPPING, _JOB_STOPPED = "sweep-stopping", "job-stopped"
+
+
+def _set_comm(name: str) -> None:
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as f:
+        f.write(name)
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _stop_and_wait(workers: list[int], grace_s: float = 120.0) -> None:
+    """SIGTERM to each worker: its run saves a checkpoint, records ``interrupted`` and says so
+    (``_hold_worker``); once all have, or after ``grace_s``, SIGKILL them, which is safe as
+    checkpoints and records are written atomically. Left alone, the workers outlived the launcher
+    and trained on, holding their run folders."""
+    import time
+
+    _set_comm(_SWEEP_STOPPING)
+    for pid in workers:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_comm(pid) not in ("", _JOB_STOPPED) for pid in workers):
+        time.sleep(0.1)
+    for pid in workers:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _hold_worker(code: int) -> None:
+    """A sweep job stopped by its stopping launcher (``_stop_and_wait``), in a launcher's worker
+    process: its record already says ``interrupted``; say so and wait for the launcher to end this
+    process, since returning would hand the worker the sweep's next job."""
+    import logging
+    import multiprocessing
+    import time
+
+    parent = os.getppid()
+    if multiprocessing.parent_process() is None or _comm(parent) != _SWEEP_STOPPING:
+        return  # a sequential sweep, or this worker alone was signalled: SystemExit as before
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _set_comm(_JOB_STOPPED)
+    while os.getppid() == parent:  # the launcher SIGKILLs this process; should it die first, exit
+        time.sleep(0.2)
+    os._exit(code)
 
 
 def _started() -> None:
@@ -84,6 +165,12 @@ def main(cfg: DictConfig) -> float:
 
         _started()
         return run(cfg, output_dir, checked=True)["val_acc_best"]
+    except SystemExit as err:
+        from src.callbacks.signals import EXIT_SIGINT, EXIT_SIGTERM
+
+        if multirun and err.code in (EXIT_SIGINT, EXIT_SIGTERM):
+            _hold_worker(int(err.code))
+        raise
     except ConfigError as err:
         if cfg.get("debug"):
             raise
