@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 
+from src.utils import procs
+
 # Ctrl-C before the run starts (during Python's imports, Hydra's composition, the config checks):
 # one line and exit 130. Left to Python, a KeyboardInterrupt raised inside an import printed a
 # traceback (once numpy's lazy import turned it into a RecursionError, exit 1). Nothing has been
@@ -41,40 +43,15 @@ def _sigterm_while_starting(signum: int, frame: object) -> None:
 
 
 def _launcher_workers() -> list[int]:
-    """This process's children that run jobs (joblib's loky workers), read from /proc; not the
-    resource trackers, which ignore SIGTERM and end with their last user. Empty off Linux."""
-    me, found = str(os.getpid()), []
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            with contextlib.suppress(OSError):
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    ppid = f.read().rsplit(b")", 1)[1].split()[1].decode()
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read()
-                if ppid == me and b"resource_tracker" not in cmdline:
-                    found.append(int(entry))
-    return found
+    """This process's children that run jobs (joblib's loky workers); not the resource trackers,
+    which ignore SIGTERM and end with their last user. Empty off Linux."""
+    return procs.children(os.getpid(), skip=b"resource_tracker")
 
 
 # Linux process names (/proc/PID/comm, 15 bytes) that a stopping sweep and its stopped jobs take:
 # how a worker knows that its launcher is stopping, and the launcher that the worker is done. A
 # worker that exits instead makes joblib declare the pool broken and SIGKILL its siblings mid-save.
 _SWEEP_STOPPING, _JOB_STOPPED = "sweep-stopping", "job-stopped"
-
-
-def _set_comm(name: str) -> None:
-    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as f:
-        f.write(name)
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def _stop_and_wait(workers: list[int], grace_s: float = 120.0) -> None:
@@ -84,12 +61,12 @@ def _stop_and_wait(workers: list[int], grace_s: float = 120.0) -> None:
     and trained on, holding their run folders."""
     import time
 
-    _set_comm(_SWEEP_STOPPING)
+    procs.set_process_name(_SWEEP_STOPPING)
     for pid in workers:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_comm(pid) not in ("", _JOB_STOPPED) for pid in workers):
+    while time.monotonic() < deadline and any(procs.process_name(pid) not in ("", _JOB_STOPPED) for pid in workers):
         time.sleep(0.1)
     for pid in workers:
         with contextlib.suppress(OSError):
@@ -105,12 +82,12 @@ def _hold_worker(code: int) -> None:
     import time
 
     parent = os.getppid()
-    if multiprocessing.parent_process() is None or _comm(parent) != _SWEEP_STOPPING:
+    if multiprocessing.parent_process() is None or procs.process_name(parent) != _SWEEP_STOPPING:
         return  # a sequential sweep, or this worker alone was signalled: SystemExit as before
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    _set_comm(_JOB_STOPPED)
+    procs.set_process_name(_JOB_STOPPED)
     while os.getppid() == parent:  # the launcher SIGKILLs this process; should it die first, exit
         time.sleep(0.2)
     os._exit(code)

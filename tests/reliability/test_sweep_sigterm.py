@@ -6,37 +6,16 @@ full CPU once their job ended."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from src.utils import procs
 from tests.reliability.helpers import LEAN, TINY, finish, record, start, train_command
 
 pytestmark = pytest.mark.slow  # real launcher worker processes
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_bytes()
-            except OSError:
-                continue
-            if int(stat.rsplit(b")", 1)[1].split()[1]) == pid:
-                found.add(int(entry))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != b"Z"
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc")
@@ -44,7 +23,7 @@ def test_sigterm_to_a_local_sweep_stops_its_jobs_and_workers(synthetic_root: Pat
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install -e '.[launchers]'")
     sweep = tmp_path / "sweep"
     pause = ["+callbacks.pause._target_=tests.reliability.helpers.PauseAfterStep", "+callbacks.pause.step=2",
-             "+callbacks.pause.marker=${hydra:runtime.output_dir}/paused", "+callbacks.pause.seconds=0.3"]
+             "+callbacks.pause.marker=${hydra:runtime.output_dir}/paused", "+callbacks.pause.seconds=0.3"]  # fmt: skip
     proc = start(train_command("-m", "seed=0,1,2", "hydra/launcher=local_parallel", "hydra.launcher.n_jobs=2",
                                f"data.root={synthetic_root}", *TINY, *LEAN, "trainer.max_epochs=30", "test=false",
                                *pause, f"hydra.sweep.dir={sweep}"))  # fmt: skip
@@ -52,8 +31,7 @@ def test_sigterm_to_a_local_sweep_stops_its_jobs_and_workers(synthetic_root: Pat
     while len(list(sweep.glob("*/paused"))) < 2:  # both jobs are past step 2, mid-training
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:] if proc.stderr else ""
         time.sleep(0.1)
-    trackers = {pid for pid in _children(proc.pid) if b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()}
-    workers = _children(proc.pid) - trackers
+    workers = procs.children(proc.pid, skip=b"resource_tracker")
     assert len(workers) == 2, workers
 
     proc.send_signal(signal.SIGTERM)
@@ -61,7 +39,7 @@ def test_sigterm_to_a_local_sweep_stops_its_jobs_and_workers(synthetic_root: Pat
     assert code == 143, err[-3000:]
     assert "stopping the sweep's running jobs" in err, err[-3000:]
     time.sleep(0.5)
-    assert not [pid for pid in workers if _alive(pid)], err[-3000:]  # no orphan trains on
+    assert not [pid for pid in workers if procs.alive(pid)], err[-3000:]  # no orphan trains on
     runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
     assert len(runs) == 2, runs  # the third job never started
     for run in runs:
