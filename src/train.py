@@ -20,6 +20,7 @@ _STARTING: dict[str, str | None] = {"folder": None}
 
 
 def _ctrl_c_while_starting(signum: int, frame: object) -> None:
+    _stop_sweep_if_launcher(b"interrupted (Ctrl-C)", 130)
     os.write(2, b"interrupted (Ctrl-C) before the run started: nothing was written\n")
     folder = _STARTING["folder"]
     if folder:
@@ -29,17 +30,25 @@ def _ctrl_c_while_starting(signum: int, frame: object) -> None:
 
 
 def _sigterm_while_starting(signum: int, frame: object) -> None:
-    workers = _launcher_workers()
-    if workers:  # a local multirun's launcher (joblib): its worker processes hold the running jobs
-        os.write(2, b"terminated (SIGTERM): stopping the sweep's running jobs; each records interrupted\n")
-        _stop_and_wait(workers)
-        os._exit(143)
+    _stop_sweep_if_launcher(b"terminated (SIGTERM)", 143)
     os.write(2, b"terminated (SIGTERM) before the run started: nothing was written\n")
     folder = _STARTING["folder"]
     if folder:
         with contextlib.suppress(OSError):
             os.rmdir(folder)
     os._exit(143)
+
+
+def _stop_sweep_if_launcher(what: bytes, code: int) -> None:
+    """In a local multirun's launcher (joblib), whose worker processes hold the running jobs: stop
+    those jobs (``_stop_and_wait``) and exit ``code``. Elsewhere, return. Ctrl-C goes the same way as
+    SIGTERM: a terminal's Ctrl-C reaches the workers too, and the SIGTERM that follows it only asks
+    again for the stop already under way (after the current batch, reported as Ctrl-C)."""
+    workers = _launcher_workers()
+    if workers:
+        os.write(2, what + b": stopping the sweep's running jobs; each records interrupted\n")
+        _stop_and_wait(workers)
+        os._exit(code)
 
 
 def _launcher_workers() -> list[int]:

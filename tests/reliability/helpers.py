@@ -38,10 +38,12 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start(cmd: list[str], cwd: Path | str = REPO) -> subprocess.Popen:
+def start(cmd: list[str], cwd: Path | str = REPO, own_group: bool = False) -> subprocess.Popen:
+    """``own_group``: the command leads its own process group (a new session), as a terminal's job does,
+    so that ``os.killpg`` reaches it and all its children at once, as a terminal's Ctrl-C does."""
     return subprocess.Popen(
         cmd, cwd=cwd, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=_default_sigint, start_new_session=own_group,
     )
 
 
