@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from src.utils import procs
+from tests.reliability.helpers import REPO
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
 
@@ -23,7 +24,8 @@ _RENAMER = (
 
 
 def _spawn(code: str, *args: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
+    """A child running ``code``, once it has said it is up; run from the repository, for ``src``."""
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert proc.stdout is not None and proc.stdout.readline() == "up\n"
     return proc
 
@@ -56,11 +58,8 @@ def test_alive_is_false_for_a_zombie_and_a_reaped_process() -> None:
 
 
 def test_a_process_renames_itself_and_others_read_the_name() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _RENAMER], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2]
-    )
+    proc = _spawn(_RENAMER)
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == "up\n"
         assert procs.process_name(proc.pid) == "job-stopped"
         assert procs.process_name(os.getpid()) != "job-stopped"
     finally:
