@@ -57,7 +57,7 @@ study-extended-search: data
 	$(PY) -m src.train -m experiment=study_extended_search hydra/launcher=local_parallel hydra.launcher.n_jobs=$(STUDY_JOBS) $(ARGS)
 
 study-extended-report: setup
-	$(PY) -m src.report experiments/study/runs experiments/study_extended/runs --out experiments/study_extended
+	$(PY) -m src.report experiments/study/runs experiments/study_extended/runs experiments/study_extended/search --out experiments/study_extended
 
 study-report: setup
 	$(PY) -m src.report experiments/study/runs experiments/reference_audit/runs --out experiments/study

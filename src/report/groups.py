@@ -46,6 +46,7 @@ class Group:
     runs: list[Run]
     label: str = ""
     extra: str = ""  # the experiment / data / backbone part of the label, when the report mixes several
+    variant: str = ""  # the head parameters besides m that set it apart from same-loss groups
 
     @property
     def loss(self) -> str:
@@ -112,16 +113,61 @@ def _sort_key(key: tuple[str, str, str, str, float | None]) -> tuple[Any, ...]:
     return (key[0], key[1], key[2], order, loss, -1.0 if key[4] is None else key[4])
 
 
+def _loss_params(run: Run) -> dict[str, str]:
+    """The head's recorded parameters other than m, as comparable strings."""
+    params = run.record.get("loss_params")
+    if not isinstance(params, dict):
+        return {}
+    return {str(k): json.dumps(v, sort_keys=True, default=str) for k, v in params.items() if k != "m"}
+
+
+def _split_by_loss_params(members: list[Run]) -> list[tuple[str, list[Run]]]:
+    """Runs of one loss and m whose other head parameters differ (a search over L-Softmax's lambda
+    floor, say) are different configurations: one part per combination, named by the parameters
+    that differ, e.g. "lambda_min=1"; runs that agree stay one part with no name."""
+    params = [_loss_params(run) for run in members]
+    names = sorted({k for p in params for k in p})
+    varying = [k for k in names if len({p.get(k, "(unset)") for p in params}) > 1]
+    parts: dict[str, list[Run]] = {}
+    for run, p in zip(members, params, strict=True):
+        variant = " ".join(f"{k}={_short(p.get(k, '(unset)'))}" for k in varying)
+        parts.setdefault(variant, []).append(run)
+    return sorted(parts.items(), key=lambda kv: _variant_order(kv[0]))
+
+
+def _short(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _variant_order(variant: str) -> tuple[Any, ...]:
+    # Numbers compare as numbers, so lambda_min=5 comes before lambda_min=10.
+    out: list[Any] = []
+    for item in variant.split():
+        name, _, value = item.partition("=")
+        try:
+            out.append((name, 0, float(value), ""))
+        except ValueError:
+            out.append((name, 1, 0.0, value))
+    return tuple(out)
+
+
 def group_runs(runs: Iterable[Run]) -> list[Group]:
     by_key: dict[tuple[str, str, str, str, float | None], list[Run]] = {}
     for run in runs:
         if run.usable:
             by_key.setdefault(run.key, []).append(run)
-    groups = [Group(key, sorted(members, key=lambda r: (str(r.seed), str(r.folder))))
-              for key, members in sorted(by_key.items(), key=lambda kv: _sort_key(kv[0]))]
+    groups = [Group(key, sorted(part, key=lambda r: (str(r.seed), str(r.folder))), variant=variant)
+              for key, members in sorted(by_key.items(), key=lambda kv: _sort_key(kv[0]))
+              for variant, part in _split_by_loss_params(members)]
     varying = [len({g.key[i] for g in groups}) > 1 for i in range(3)]
     for group in groups:
         base = group.loss if group.m is None else f"{group.loss} m={group.m:g}"
+        if group.variant:
+            base = f"{base} {group.variant}"
         group.extra = ", ".join(str(group.key[i]) for i in range(3) if varying[i])
         group.label = f"{base} [{group.extra}]" if group.extra else base
     return groups
