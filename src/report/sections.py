@@ -30,9 +30,9 @@ def significance_section(comparisons: dict[int, Comparison], groups: Sequence[Gr
             "–" if math.isnan(low) else f"[{100 * low:+.2f}, {100 * high:+.2f}]",
             "–" if math.isnan(comp.t) else f"{comp.t:.2f}", pvalue(comp.p), pvalue(comp.p_holm), comp.verdict,
         ])
-    tested = sum(1 for comp in comparisons.values() if not comp.note)  # Holm runs over these only (build.py)
+    family = sum(not math.isnan(comp.p_holm) for comp in comparisons.values())  # Holm's family, as build.py ran it
     return ["## Margin losses against the baseline", "",
-            f"Welch's t-test on test accuracy (two-sided; p adjusted with Holm over the {tested} tested comparisons), "
+            f"Welch's t-test on test accuracy (two-sided; p adjusted with Holm over the {family} tested comparisons), "
             f"and a {BOOTSTRAP}-sample percentile bootstrap 95% CI of the difference in mean accuracy "
             f"(pp = percentage points). Significant means Holm-adjusted p < {ALPHA}. "
             + power_note(comparisons, groups), "",

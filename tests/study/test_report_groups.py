@@ -38,17 +38,3 @@ def test_runs_that_agree_on_their_head_parameters_keep_the_plain_label(tmp_path:
         write_run(root / f"softmax_{seed}", "softmax", seed=seed)
     assert [g.label for g in group_runs(load_runs([root]))] == ["softmax", "lsoftmax m=4"]
 
-
-def test_holm_counts_only_the_comparisons_that_were_tested(tmp_path: Path) -> None:
-    """A one-seed search point is listed but not tested, so it is not in Holm's family either."""
-    from src.report.build import build_report
-
-    root = tmp_path / "runs"
-    for seed in range(3):
-        write_run(root / f"softmax_{seed}", "softmax", seed=seed, test_acc=0.93 + 0.001 * seed)
-        _lsoftmax(root, f"paper_{seed}", seed, 0.0, 0.92 + 0.001 * seed)
-    _lsoftmax(root, "floor1_0", 0, 1.0, 0.94)
-    text = build_report(load_runs([root]), tmp_path / "out", [str(root)])
-    significance = text.split("## Margin losses against the baseline")[1].split("\n## ")[0]
-    assert "Holm over the 1 tested comparisons" in significance
-    assert "n too small (n=1 vs 3" in significance

@@ -49,6 +49,19 @@ def test_reference_recipe_rows_are_compared_and_others_listed(tmp_path: Path) ->
     assert "No test was possible" in _section(text, "Margin losses against the baseline")
 
 
+def test_holm_is_counted_over_the_comparisons_it_adjusted(tmp_path: Path) -> None:
+    """A one-seed configuration is listed but not tested, so the text leaves it out of Holm's family."""
+    root = tmp_path / "sweep"
+    for seed in range(3):
+        write_run(root / f"softmax_{seed}", "softmax", seed=seed, test_acc=0.93 + 0.001 * seed)
+        write_run(root / f"sphereface_{seed}", "sphereface", 2, seed=seed, test_acc=0.92 + 0.001 * seed)
+    write_run(root / "arcface_0", "arcface", 0.5, seed=0, test_acc=0.94)
+    significance = _section(build_report(load_runs([root]), tmp_path / "out", [str(root)]),
+                            "Margin losses against the baseline")
+    assert "Holm over the 1 tested comparisons" in significance
+    assert "n too small (n=1 vs 3" in significance
+
+
 class _Axis:
     def set_ylim(self, low: float, high: float) -> None:
         self.limits = (low, high)
